@@ -1,0 +1,1 @@
+//! cinder-convert: Hugging Face Llama checkpoints to GGUF.

@@ -1,0 +1,1 @@
+//! GGUF container: bounded reader over `&[u8]`, streaming writer.

@@ -1,0 +1,1 @@
+//! cinder: Llama 2 inference from GGUF files.
