@@ -1,0 +1,116 @@
+//! `cinder convert HF_DIR -o OUT.gguf --type TYPE`: a Hugging Face Llama checkpoint to GGUF.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use cinder_convert::{FileType, Options, Overrides, Progress};
+use cinder_quant::GgmlType;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The checkpoint folder (config.json, *.safetensors, tokenizer.model).
+    input: PathBuf,
+    /// The GGUF file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// File type, as llama-quantize names them: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1,
+    /// q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k.
+    #[arg(short = 't', long = "type", default_value = "f16", value_parser = parse_file_type)]
+    file_type: FileType,
+    /// One type for every matrix (no k-quant mix rules; block-size fallbacks still apply).
+    #[arg(long)]
+    pure: bool,
+    /// Type of output.weight (e.g. q8_0), overriding the mix.
+    #[arg(long, value_parser = parse_ggml_type)]
+    output_tensor_type: Option<GgmlType>,
+    /// Type of token_embd.weight, overriding the mix.
+    #[arg(long, value_parser = parse_ggml_type)]
+    token_embedding_type: Option<GgmlType>,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Convert weights that are NaN or infinite (with a warning) instead of stopping.
+    #[arg(long)]
+    allow_nonfinite: bool,
+    /// general.name to record (default: the folder's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn parse_file_type(s: &str) -> Result<FileType, String> {
+    FileType::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = FileType::ALL.iter().map(|t| t.name()).collect();
+        format!("unknown type {s:?}; one of {}", names.join(", "))
+    })
+}
+
+fn parse_ggml_type(s: &str) -> Result<GgmlType, String> {
+    GgmlType::from_name(s)
+        .filter(|t| t.has_reference())
+        .ok_or_else(|| format!("unknown or unsupported tensor type {s:?}"))
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.input.is_file() {
+        bail!(
+            "{}: is a file; give the checkpoint folder",
+            args.input.display()
+        );
+    }
+    let opts = Options {
+        input: args.input.clone(),
+        output: args.output.clone(),
+        file_type: args.file_type,
+        overrides: Overrides {
+            pure: args.pure,
+            output: args.output_tensor_type,
+            token_embedding: args.token_embedding_type,
+        },
+        force: args.force,
+        allow_nonfinite: args.allow_nonfinite,
+        name: args.name.clone(),
+    };
+    let bar = ProgressBar::hidden();
+    let mut on_progress = |p: Progress<'_>| match p {
+        Progress::Start { bytes, .. } if !args.quiet => {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_length(bytes);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+        }
+        Progress::Tensor { name, ty, bytes } => {
+            bar.inc(bytes);
+            bar.set_message(format!("{name} -> {ty}"));
+        }
+        Progress::Warning(msg) => bar.suspend(|| eprintln!("warning: {msg}")),
+        Progress::Start { .. } => {}
+    };
+    let summary = cinder_convert::convert(&opts, &mut on_progress)
+        .with_context(|| format!("converting {}", args.input.display()))?;
+    bar.finish_and_clear();
+    if !args.quiet {
+        let types: Vec<String> = summary
+            .types
+            .iter()
+            .map(|(t, n)| format!("{t}: {n}"))
+            .collect();
+        eprintln!(
+            "wrote {} ({}): {:.1} MiB, {} parameters, {:.2} bits per weight, tensors [{}], {:.1} s",
+            summary.path.display(),
+            args.file_type.name(),
+            summary.file_bytes as f64 / (1024.0 * 1024.0),
+            summary.params,
+            summary.bits_per_weight(),
+            types.join(", "),
+            summary.seconds
+        );
+    }
+    Ok(())
+}
