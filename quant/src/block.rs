@@ -166,3 +166,43 @@ const _: () = assert!(std::mem::size_of::<BlockQ4_K>() == 144);
 const _: () = assert!(std::mem::size_of::<BlockQ5_K>() == 176);
 const _: () = assert!(std::mem::size_of::<BlockQ6_K>() == 210);
 const _: () = assert!(std::mem::size_of::<BlockQ8_K>() == 292);
+
+/// TQ1_0 (ternary, 1.6875 bits per value): `x = d * (t - 1)`, t in 0..3.
+///
+/// Values 0..160 go five per byte into `qs[0..32]` (value `32 n + m` is base-3 digit `n` of
+/// byte `m`, most significant first), values 160..240 five per byte into `qs[32..48]` (value
+/// `160 + 16 n + m`, byte `32 + m`) and values 240..256 four per byte into `qh` (value
+/// `240 + 4 n + j`, byte `j`, followed by a zero digit). Each byte stores its 5-digit number
+/// `q` as `ceil(q * 256 / 243)`, so digit `n` is read back as `((byte * 3^n mod 256) * 3) >> 8`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockTQ1_0 {
+    pub qs: [u8; (QK_K - 4 * QK_K / 64) / 5],
+    pub qh: [u8; QK_K / 64],
+    pub d: f16,
+}
+
+/// TQ2_0 (ternary, 2.0625 bits per value): `x = d * (t - 1)`, t in 0..3 (3 is never written
+/// but decodes to `2 d`); value `128 c + 32 l + m` is bits `2l..2l+2` of `qs[32 c + m]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockTQ2_0 {
+    pub qs: [u8; QK_K / 4],
+    pub d: f16,
+}
+
+/// MXFP4 (OCP microscaling fp4): an E8M0 exponent `e` shared by 32 e2m1 values;
+/// `x = kvalue[q] * 2^(e - 128)`, where `kvalue` is the e2m1 table doubled (0, 1, 2, 3, 4, 6,
+/// 8, 12 and their negatives). Nibble order as Q4_0: `qs[j]` holds value j (low) and j + 16.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockMXFP4 {
+    pub e: u8,
+    pub qs: [u8; QK / 2],
+}
+
+blocks! { BlockTQ1_0 => TQ1_0, BlockTQ2_0 => TQ2_0, BlockMXFP4 => MXFP4 }
+
+const _: () = assert!(std::mem::size_of::<BlockTQ1_0>() == 54);
+const _: () = assert!(std::mem::size_of::<BlockTQ2_0>() == 66);
+const _: () = assert!(std::mem::size_of::<BlockMXFP4>() == 17);

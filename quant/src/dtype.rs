@@ -103,11 +103,11 @@ ggml_types! {
     IQ1_M = 29, "IQ1_M", QK_K, 56;
     /// bfloat16.
     BF16 = 30, "BF16", 1, 2;
-    /// ternary quant (layout known for sizes only).
+    /// ternary quant, base-3 packed (1.69 bits per weight).
     TQ1_0 = 34, "TQ1_0", QK_K, 54;
-    /// ternary quant (layout known for sizes only).
+    /// ternary quant, 2 bits per weight.
     TQ2_0 = 35, "TQ2_0", QK_K, 66;
-    /// microscaling fp4 (layout known for sizes only).
+    /// microscaling fp4: e2m1 values with a shared e8m0 scale per 32.
     MXFP4 = 39, "MXFP4", 32, 17;
 }
 
@@ -148,7 +148,23 @@ impl GgmlType {
         use GgmlType::*;
         matches!(
             self,
-            F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K
+            F32 | F16
+                | BF16
+                | Q4_0
+                | Q4_1
+                | Q5_0
+                | Q5_1
+                | Q8_0
+                | Q8_1
+                | Q2_K
+                | Q3_K
+                | Q4_K
+                | Q5_K
+                | Q6_K
+                | Q8_K
+                | TQ1_0
+                | TQ2_0
+                | MXFP4
         )
     }
 }
@@ -169,7 +185,11 @@ mod tests {
             assert_eq!(GgmlType::from_id(t.id()), Some(t));
             assert_eq!(GgmlType::from_name(&t.name().to_lowercase()), Some(t));
         }
-        assert_eq!(GgmlType::from_id(4), None, "ids 4 and 5 (Q4_2, Q4_3) were removed from ggml");
+        assert_eq!(
+            GgmlType::from_id(4),
+            None,
+            "ids 4 and 5 (Q4_2, Q4_3) were removed from ggml"
+        );
     }
 
     #[test]

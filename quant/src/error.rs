@@ -14,7 +14,9 @@ pub enum Error {
         ty: GgmlType,
     },
     /// Input and output lengths of a row conversion do not agree.
-    #[error("{ty}: {values} values do not fit {bytes} bytes (block of {block} values, {size} bytes)")]
+    #[error(
+        "{ty}: {values} values do not fit {bytes} bytes (block of {block} values, {size} bytes)"
+    )]
     RowLength {
         /// The type converted.
         ty: GgmlType,

@@ -36,7 +36,10 @@ pub fn read(rel: &str) -> Vec<u8> {
 /// A fixture file of little-endian f32 values.
 pub fn read_f32(rel: &str) -> Vec<f32> {
     let bytes = read(rel);
-    assert!(bytes.len() % 4 == 0, "fixture {rel} is not a whole number of f32 values");
+    assert!(
+        bytes.len() % 4 == 0,
+        "fixture {rel} is not a whole number of f32 values"
+    );
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -10,8 +10,8 @@
 //! No SIMD, no threads, no mmap here.
 
 pub mod block;
-pub mod error;
 pub mod dtype;
+pub mod error;
 pub mod fixtures;
 pub mod gguf;
 pub mod reference;

@@ -7,20 +7,27 @@
 
 mod kquants;
 mod simple;
+mod ternary_mx;
 
 pub use kquants::*;
 pub use simple::*;
+pub use ternary_mx::*;
 
 use bytemuck::Pod;
 
-use crate::block::*;
 use crate::dtype::GgmlType;
 use crate::error::{Error, Result};
 
 fn check_len(ty: GgmlType, values: usize, bytes: usize) -> Result<()> {
     let (block, size) = (ty.block_size(), ty.type_size());
     if values % block != 0 || values / block * size != bytes {
-        return Err(Error::RowLength { ty, values, bytes, block, size });
+        return Err(Error::RowLength {
+            ty,
+            values,
+            bytes,
+            block,
+            size,
+        });
     }
     Ok(())
 }
@@ -66,7 +73,15 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         T::Q5_K => quantize_with(src, dst, quantize_row_q5_k),
         T::Q6_K => quantize_with(src, dst, quantize_row_q6_k),
         T::Q8_K => quantize_with(src, dst, quantize_row_q8_k),
-        _ => return Err(Error::NoReference { op: "quantizer", ty }),
+        T::TQ1_0 => quantize_with(src, dst, quantize_row_tq1_0),
+        T::TQ2_0 => quantize_with(src, dst, quantize_row_tq2_0),
+        T::MXFP4 => quantize_with(src, dst, quantize_row_mxfp4),
+        _ => {
+            return Err(Error::NoReference {
+                op: "quantizer",
+                ty,
+            });
+        }
     }
     Ok(())
 }
@@ -95,7 +110,15 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         T::Q5_K => dequantize_with(src, dst, dequantize_row_q5_k),
         T::Q6_K => dequantize_with(src, dst, dequantize_row_q6_k),
         T::Q8_K => dequantize_with(src, dst, dequantize_row_q8_k),
-        _ => return Err(Error::NoReference { op: "dequantizer", ty }),
+        T::TQ1_0 => dequantize_with(src, dst, dequantize_row_tq1_0),
+        T::TQ2_0 => dequantize_with(src, dst, dequantize_row_tq2_0),
+        T::MXFP4 => dequantize_with(src, dst, dequantize_row_mxfp4),
+        _ => {
+            return Err(Error::NoReference {
+                op: "dequantizer",
+                ty,
+            });
+        }
     }
     Ok(())
 }
