@@ -312,7 +312,7 @@ pub fn convert(opts: &Options, progress: &mut dyn FnMut(Progress<'_>)) -> Result
 }
 
 /// `.NAME.partial-PID` beside the output: never mistaken for a finished `.gguf`.
-fn temp_path(output: &Path) -> PathBuf {
+pub(crate) fn temp_path(output: &Path) -> PathBuf {
     let name = output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -11,9 +11,11 @@ pub mod hf;
 pub mod names;
 pub mod permute;
 pub mod plan;
+pub mod requantize;
 pub mod vocab;
 
 pub use convert::{Options, Progress, Summary, convert};
 pub use error::{Error, Result};
 pub use plan::{FileType, Overrides};
+pub use requantize::{QuantizeOptions, quantize_gguf};
 pub use vocab::Vocab;

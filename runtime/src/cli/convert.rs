@@ -41,14 +41,14 @@ pub struct Args {
     quiet: bool,
 }
 
-fn parse_file_type(s: &str) -> Result<FileType, String> {
+pub(super) fn parse_file_type(s: &str) -> Result<FileType, String> {
     FileType::from_name(s).ok_or_else(|| {
         let names: Vec<&str> = FileType::ALL.iter().map(|t| t.name()).collect();
         format!("unknown type {s:?}; one of {}", names.join(", "))
     })
 }
 
-fn parse_ggml_type(s: &str) -> Result<GgmlType, String> {
+pub(super) fn parse_ggml_type(s: &str) -> Result<GgmlType, String> {
     GgmlType::from_name(s)
         .filter(|t| t.has_reference())
         .ok_or_else(|| format!("unknown or unsupported tensor type {s:?}"))
@@ -74,28 +74,55 @@ pub fn run(args: &Args) -> Result<()> {
         allow_nonfinite: args.allow_nonfinite,
         name: args.name.clone(),
     };
-    let bar = ProgressBar::hidden();
-    let mut on_progress = |p: Progress<'_>| match p {
-        Progress::Start { bytes, .. } if !args.quiet => {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            bar.set_length(bytes);
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}")
+    let mut report = Report::new(args.quiet);
+    let summary = cinder_convert::convert(&opts, &mut |p| report.on(p))
+        .with_context(|| format!("converting {}", args.input.display()))?;
+    report.done(&summary, args.file_type);
+    Ok(())
+}
+
+/// The progress bar and summary line shared by `convert` and `quantize`.
+pub(super) struct Report {
+    bar: ProgressBar,
+    quiet: bool,
+}
+
+impl Report {
+    pub(super) fn new(quiet: bool) -> Self {
+        Report {
+            bar: ProgressBar::hidden(),
+            quiet,
+        }
+    }
+
+    pub(super) fn on(&mut self, p: Progress<'_>) {
+        match p {
+            Progress::Start { bytes, .. } if !self.quiet => {
+                self.bar
+                    .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                self.bar.set_length(bytes);
+                self.bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                    )
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
-            );
+                );
+            }
+            Progress::Start { .. } => {}
+            Progress::Tensor { name, ty, bytes } => {
+                self.bar.inc(bytes);
+                self.bar.set_message(format!("{name} -> {ty}"));
+            }
+            Progress::Warning(msg) => self.bar.suspend(|| eprintln!("warning: {msg}")),
         }
-        Progress::Tensor { name, ty, bytes } => {
-            bar.inc(bytes);
-            bar.set_message(format!("{name} -> {ty}"));
+    }
+
+    pub(super) fn done(&self, summary: &cinder_convert::Summary, file_type: FileType) {
+        self.bar.finish_and_clear();
+        if self.quiet {
+            return;
         }
-        Progress::Warning(msg) => bar.suspend(|| eprintln!("warning: {msg}")),
-        Progress::Start { .. } => {}
-    };
-    let summary = cinder_convert::convert(&opts, &mut on_progress)
-        .with_context(|| format!("converting {}", args.input.display()))?;
-    bar.finish_and_clear();
-    if !args.quiet {
         let types: Vec<String> = summary
             .types
             .iter()
@@ -104,7 +131,7 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!(
             "wrote {} ({}): {:.1} MiB, {} parameters, {:.2} bits per weight, tensors [{}], {:.1} s",
             summary.path.display(),
-            args.file_type.name(),
+            file_type.name(),
             summary.file_bytes as f64 / (1024.0 * 1024.0),
             summary.params,
             summary.bits_per_weight(),
@@ -112,5 +139,4 @@ pub fn run(args: &Args) -> Result<()> {
             summary.seconds
         );
     }
-    Ok(())
 }

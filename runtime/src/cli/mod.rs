@@ -2,6 +2,7 @@
 
 mod convert;
 mod inspect;
+mod quantize;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Convert a Hugging Face Llama checkpoint (safetensors) to GGUF, quantizing on the way.
     Convert(convert::Args),
+    /// Re-type a GGUF file (e.g. f16 -> q4_k_m), as llama-quantize does.
+    Quantize(quantize::Args),
 }
 
 /// Parses the arguments, runs the subcommand, and turns an error into one line on stderr and
@@ -30,6 +33,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Convert(args) => convert::run(&args),
+        Command::Quantize(args) => quantize::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
