@@ -1,0 +1,381 @@
+//! Runtime dispatch: [`Isa`] names an instruction set, [`Kernels`] is the table of kernels for
+//! one of them. A `Kernels` value can only be obtained after the CPU was probed for its Isa, so
+//! its safe methods may call the `unsafe` (`#[target_feature]`) kernels it holds.
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+
+use cinder_quant::block::*;
+use cinder_quant::dtype::QK_K;
+use half::f16;
+
+use crate::scalar;
+
+/// An instruction set a [`Kernels`] table can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable Rust, no SIMD intrinsics (always available).
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL (+ AVX2, FMA, F16C).
+    Avx512,
+    /// [`Isa::Avx512`] plus AVX512-VNNI (`vpdpbusd`).
+    Avx512Vnni,
+    /// aarch64 NEON (kernels not written yet: never available).
+    Neon,
+    /// aarch64 NEON + dotprod (kernels not written yet: never available).
+    NeonDotprod,
+}
+
+impl Isa {
+    /// Every Isa, weakest first within each architecture.
+    pub const ALL: [Isa; 6] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx512,
+        Isa::Avx512Vnni,
+        Isa::Neon,
+        Isa::NeonDotprod,
+    ];
+
+    /// The name `CINDER_KERNELS` / `--kernels` accept.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Avx512Vnni => "avx512vnni",
+            Isa::Neon => "neon",
+            Isa::NeonDotprod => "dotprod",
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a kernel set could not be chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelsError {
+    /// The name is not one of `scalar|avx2|avx512|avx512vnni|neon|dotprod`.
+    UnknownIsa(String),
+    /// This CPU (or this build's architecture) cannot run the requested Isa.
+    Unsupported(Isa),
+}
+
+impl fmt::Display for KernelsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelsError::UnknownIsa(s) => write!(
+                f,
+                "unknown kernel set {s:?} (expected scalar|avx2|avx512|avx512vnni|neon|dotprod)"
+            ),
+            KernelsError::Unsupported(isa) => {
+                let avail: Vec<_> = Kernels::available().iter().map(|i| i.name()).collect();
+                write!(
+                    f,
+                    "kernel set {isa} is not supported by this CPU (available: {})",
+                    avail.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for KernelsError {}
+
+impl FromStr for Isa {
+    type Err = KernelsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.name() == s)
+            .ok_or(KernelsError::UnknownIsa(s))
+    }
+}
+
+/// CPU features relevant to cinder's kernels, as `(name, present)` (for `cinder info`).
+pub fn cpu_features() -> Vec<(&'static str, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        vec![
+            ("sse4.2", is_x86_feature_detected!("sse4.2")),
+            ("avx", is_x86_feature_detected!("avx")),
+            ("avx2", is_x86_feature_detected!("avx2")),
+            ("fma", is_x86_feature_detected!("fma")),
+            ("f16c", is_x86_feature_detected!("f16c")),
+            ("avx512f", is_x86_feature_detected!("avx512f")),
+            ("avx512bw", is_x86_feature_detected!("avx512bw")),
+            ("avx512vl", is_x86_feature_detected!("avx512vl")),
+            ("avx512vnni", is_x86_feature_detected!("avx512vnni")),
+        ]
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        vec![
+            ("neon", std::arch::is_aarch64_feature_detected!("neon")),
+            (
+                "dotprod",
+                std::arch::is_aarch64_feature_detected!("dotprod"),
+            ),
+        ]
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        Vec::new()
+    }
+}
+
+/// Does this CPU have every feature `isa`'s kernels are compiled with?
+fn supported(isa: Isa) -> bool {
+    match isa {
+        Isa::Scalar => true,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => crate::x86::has_avx2(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => crate::x86::has_avx512(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => crate::x86::has_avx512vnni(),
+        _ => false,
+    }
+}
+
+macro_rules! kernel_table {
+    ($( $(#[$doc:meta])* $name:ident : $ty:ty ),* $(,)?) => {
+        /// The kernels of one [`Isa`]. Owning one proves the CPU has that Isa's features.
+        #[derive(Clone, Copy)]
+        pub struct Kernels {
+            isa: Isa,
+            $( $name: $ty, )*
+        }
+
+        impl fmt::Debug for Kernels {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct("Kernels").field("isa", &self.isa).finish_non_exhaustive()
+            }
+        }
+
+        /// Builds a table from the module `$m` that defines every kernel (missing ones fall back
+        /// to the named module path given per entry).
+        macro_rules! table_from {
+            ($isa:expr, $m:path) => {{
+                use $m as m;
+                Kernels { isa: $isa, $( $name: m::$name, )* }
+            }};
+        }
+    };
+}
+
+type QuantFn<B> = unsafe fn(&[f32], &mut [B]);
+type DotFn<X, Y> = unsafe fn(&[X], &[Y]) -> f32;
+type GemmFn<W, A> = unsafe fn(&[W], &[A], usize, &mut [f32], usize);
+type DequantFn<B> = unsafe fn(&[B], &mut [f32]);
+
+kernel_table! {
+    quantize_row_q8_0: QuantFn<BlockQ8_0>,
+    quantize_row_q8_1: QuantFn<BlockQ8_1>,
+    quantize_row_q8_k: QuantFn<BlockQ8_K>,
+    vec_dot_q4_0_q8_0: DotFn<BlockQ4_0, BlockQ8_0>,
+    vec_dot_q5_0_q8_0: DotFn<BlockQ5_0, BlockQ8_0>,
+    vec_dot_q8_0_q8_0: DotFn<BlockQ8_0, BlockQ8_0>,
+    vec_dot_q4_1_q8_1: DotFn<BlockQ4_1, BlockQ8_1>,
+    vec_dot_q5_1_q8_1: DotFn<BlockQ5_1, BlockQ8_1>,
+    vec_dot_q2_k_q8_k: DotFn<BlockQ2_K, BlockQ8_K>,
+    vec_dot_q3_k_q8_k: DotFn<BlockQ3_K, BlockQ8_K>,
+    vec_dot_q4_k_q8_k: DotFn<BlockQ4_K, BlockQ8_K>,
+    vec_dot_q5_k_q8_k: DotFn<BlockQ5_K, BlockQ8_K>,
+    vec_dot_q6_k_q8_k: DotFn<BlockQ6_K, BlockQ8_K>,
+    vec_dot_f16_f32: DotFn<f16, f32>,
+    vec_dot_f32_f32: DotFn<f32, f32>,
+    gemm_q4_0_q8_0: GemmFn<BlockQ4_0, BlockQ8_0>,
+    gemm_q8_0_q8_0: GemmFn<BlockQ8_0, BlockQ8_0>,
+    dequantize_row_q4_0: DequantFn<BlockQ4_0>,
+    dequantize_row_q8_0: DequantFn<BlockQ8_0>,
+    dequantize_row_q6_k: DequantFn<BlockQ6_K>,
+    dequantize_row_f16: DequantFn<f16>,
+}
+
+impl Kernels {
+    /// The kernels of `isa`, if this CPU can run them.
+    pub fn new(isa: Isa) -> Option<Self> {
+        if !supported(isa) {
+            return None;
+        }
+        Some(match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => table_from!(Isa::Avx2, crate::x86::avx2),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => table_from!(Isa::Avx512, crate::x86::avx512::plain),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => table_from!(Isa::Avx512Vnni, crate::x86::avx512::vnni),
+            _ => table_from!(Isa::Scalar, scalar),
+        })
+    }
+
+    /// The portable scalar kernels (always available).
+    pub fn scalar() -> Self {
+        table_from!(Isa::Scalar, scalar)
+    }
+
+    /// The best kernels this CPU can run.
+    pub fn detect() -> Self {
+        Self::available()
+            .into_iter()
+            .rev()
+            .find_map(Self::new)
+            .unwrap_or_else(Self::scalar)
+    }
+
+    /// Every Isa this CPU can run, weakest first (tests and benches loop over it).
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|&i| supported(i)).collect()
+    }
+
+    /// [`Kernels::detect`], unless `CINDER_KERNELS` names an Isa: then exactly that one, or an
+    /// error when the name is unknown or the CPU lacks it (never a silent fallback).
+    pub fn from_env() -> Result<Self, KernelsError> {
+        match std::env::var("CINDER_KERNELS") {
+            Ok(s) if !s.trim().is_empty() => Self::from_name(&s),
+            _ => Ok(Self::detect()),
+        }
+    }
+
+    /// The kernels named `name` (`scalar|avx2|avx512|avx512vnni|neon|dotprod`), or an error.
+    pub fn from_name(name: &str) -> Result<Self, KernelsError> {
+        let isa: Isa = name.parse()?;
+        Self::new(isa).ok_or(KernelsError::Unsupported(isa))
+    }
+
+    /// The Isa these kernels target.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+macro_rules! quantizer {
+    ($(#[$doc:meta])* $name:ident, $b:ty, $bs:expr) => {
+        $(#[$doc])*
+        /// Panics unless `x.len() == y.len() * block size`.
+        pub fn $name(&self, x: &[f32], y: &mut [$b]) {
+            assert_eq!(x.len(), y.len() * $bs, concat!(stringify!($name), ": length mismatch"));
+            // SAFETY: owning `self` proves the CPU has `self.isa`'s features; lengths checked.
+            unsafe { (self.$name)(x, y) }
+        }
+    };
+}
+
+macro_rules! dot {
+    ($(#[$doc:meta])* $name:ident, $x:ty, $y:ty) => {
+        $(#[$doc])*
+        /// Panics unless `x.len() == y.len()` (in blocks).
+        pub fn $name(&self, x: &[$x], y: &[$y]) -> f32 {
+            assert_eq!(x.len(), y.len(), concat!(stringify!($name), ": length mismatch"));
+            // SAFETY: owning `self` proves the CPU has `self.isa`'s features; lengths checked.
+            unsafe { (self.$name)(x, y) }
+        }
+    };
+}
+
+macro_rules! dequantizer {
+    ($(#[$doc:meta])* $name:ident, $b:ty, $bs:expr) => {
+        $(#[$doc])*
+        /// Panics unless `y.len() == x.len() * block size`.
+        pub fn $name(&self, x: &[$b], y: &mut [f32]) {
+            assert_eq!(y.len(), x.len() * $bs, concat!(stringify!($name), ": length mismatch"));
+            // SAFETY: owning `self` proves the CPU has `self.isa`'s features; lengths checked.
+            unsafe { (self.$name)(x, y) }
+        }
+    };
+}
+
+macro_rules! gemm {
+    ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty) => {
+        $(#[$doc])*
+        ///
+        /// `w` is a row-major weight matrix of `w.len() / (k / 32)` rows, `a` holds
+        /// `cols = a.len() / (k / 32)` quantized activation columns (one token each). For every
+        /// weight row `r` in `rows` and every column `c`:
+        /// `out[c * ldo + (r - rows.start)] = vec_dot(w row r, a column c)`.
+        /// With `rows = 0..n` and `ldo = n` that is the token-major output of the matmul; a thread
+        /// given a row range writes its own `cols x rows.len()` tile.
+        ///
+        /// Panics unless `k` is a positive multiple of 32, `w` and `a` hold whole rows of `k`,
+        /// `rows` lies inside `w`, `ldo >= rows.len()` and `out` holds the last element.
+        pub fn $name(
+            &self,
+            w: &[$w],
+            a: &[$a],
+            k: usize,
+            rows: Range<usize>,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
+            assert!(k > 0 && k % QK == 0, concat!(stringify!($name), ": k must be a positive multiple of 32"));
+            let nb = k / QK;
+            assert!(w.len() % nb == 0 && a.len() % nb == 0, concat!(stringify!($name), ": partial rows"));
+            assert!(rows.start <= rows.end && rows.end <= w.len() / nb, concat!(stringify!($name), ": rows out of range"));
+            let cols = a.len() / nb;
+            let n = rows.end - rows.start;
+            assert!(ldo >= n, concat!(stringify!($name), ": ldo < rows.len()"));
+            if n == 0 || cols == 0 {
+                return;
+            }
+            assert!(out.len() >= (cols - 1) * ldo + n, concat!(stringify!($name), ": out too short"));
+            let w = &w[rows.start * nb..rows.end * nb];
+            // SAFETY: owning `self` proves the CPU has `self.isa`'s features; `w` and `a` hold
+            // whole rows of `nb` blocks and `out` covers every `c * ldo + r` (checked above).
+            unsafe { (self.$name)(w, a, nb, out, ldo) }
+        }
+    };
+}
+
+impl Kernels {
+    quantizer!(/// f32 -> Q8_0 activations (for Q4_0, Q5_0, Q8_0 weights); bytes equal quant's reference.
+        quantize_row_q8_0, BlockQ8_0, QK);
+    quantizer!(/// f32 -> Q8_1 activations (for Q4_1, Q5_1 weights); bytes equal quant's reference.
+        quantize_row_q8_1, BlockQ8_1, QK);
+    quantizer!(/// f32 -> Q8_K activations (for the k-quants); bytes equal quant's reference.
+        quantize_row_q8_k, BlockQ8_K, QK_K);
+    dot!(/// Q4_0 weights . Q8_0 activations.
+        vec_dot_q4_0_q8_0, BlockQ4_0, BlockQ8_0);
+    dot!(/// Q5_0 weights . Q8_0 activations.
+        vec_dot_q5_0_q8_0, BlockQ5_0, BlockQ8_0);
+    dot!(/// Q8_0 weights . Q8_0 activations.
+        vec_dot_q8_0_q8_0, BlockQ8_0, BlockQ8_0);
+    dot!(/// Q4_1 weights . Q8_1 activations.
+        vec_dot_q4_1_q8_1, BlockQ4_1, BlockQ8_1);
+    dot!(/// Q5_1 weights . Q8_1 activations.
+        vec_dot_q5_1_q8_1, BlockQ5_1, BlockQ8_1);
+    dot!(/// Q2_K weights . Q8_K activations.
+        vec_dot_q2_k_q8_k, BlockQ2_K, BlockQ8_K);
+    dot!(/// Q3_K weights . Q8_K activations.
+        vec_dot_q3_k_q8_k, BlockQ3_K, BlockQ8_K);
+    dot!(/// Q4_K weights . Q8_K activations.
+        vec_dot_q4_k_q8_k, BlockQ4_K, BlockQ8_K);
+    dot!(/// Q5_K weights . Q8_K activations.
+        vec_dot_q5_k_q8_k, BlockQ5_K, BlockQ8_K);
+    dot!(/// Q6_K weights . Q8_K activations.
+        vec_dot_q6_k_q8_k, BlockQ6_K, BlockQ8_K);
+    dot!(/// f16 weights . f32 activations.
+        vec_dot_f16_f32, f16, f32);
+    dot!(/// f32 . f32.
+        vec_dot_f32_f32, f32, f32);
+    gemm!(/// Tiled Q4_0 x Q8_0 matrix product (prompt processing).
+        gemm_q4_0_q8_0, BlockQ4_0, BlockQ8_0);
+    gemm!(/// Tiled Q8_0 x Q8_0 matrix product (prompt processing).
+        gemm_q8_0_q8_0, BlockQ8_0, BlockQ8_0);
+    dequantizer!(/// Q4_0 -> f32 (embedding rows); bit-equal to quant's reference.
+        dequantize_row_q4_0, BlockQ4_0, QK);
+    dequantizer!(/// Q8_0 -> f32 (embedding rows); bit-equal to quant's reference.
+        dequantize_row_q8_0, BlockQ8_0, QK);
+    dequantizer!(/// Q6_K -> f32 (embedding rows); bit-equal to quant's reference.
+        dequantize_row_q6_k, BlockQ6_K, QK_K);
+    dequantizer!(/// f16 -> f32 (exact).
+        dequantize_row_f16, f16, 1);
+}

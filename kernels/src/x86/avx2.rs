@@ -1,0 +1,956 @@
+//! AVX2 + FMA + F16C kernels (256-bit). The `*_body` functions are `#[inline(always)]` and
+//! shared with `avx512`, where they are compiled under the AVX-512 feature set.
+//!
+//! Integer parts are exact for every input byte, including -128 activations: 4-bit and 6-bit
+//! weights are unsigned when multiplied (`maddubs` of values <= 63 by i8 cannot saturate), the
+//! offsets (-8, -32) are subtracted as separate products, and Q8_0 x Q8_0 widens to i16 first.
+
+use std::arch::x86_64::*;
+
+use cinder_quant::block::*;
+use cinder_quant::dtype::QK_K;
+use half::f16;
+
+use super::{f16_to_f32, hsum_epi32, hsum_ps};
+use crate::scalar;
+
+kernels! { "avx2,fma,f16c";
+    unsafe quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) = quantize_row_q8_0_body;
+    unsafe quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) = quantize_row_q8_1_body;
+    unsafe quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8_K]) = quantize_row_q8_k_body;
+    unsafe vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 = vec_dot_q4_0_q8_0_body::<false>;
+    unsafe vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 = vec_dot_q8_0_q8_0_body::<false>;
+    unsafe vec_dot_q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q4_k_q8_k_body::<false>;
+    unsafe vec_dot_q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q6_k_q8_k_body::<false>;
+    unsafe vec_dot_f16_f32(x: &[f16], y: &[f32]) -> f32 = vec_dot_f16_f32_body;
+    unsafe vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = vec_dot_f32_f32_body;
+    unsafe gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = gemm_body::<Q4_0Tile<false>, 4, 3>;
+    unsafe gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = gemm_body::<Q8_0Tile<false>, 4, 3>;
+    unsafe dequantize_row_q4_0(x: &[BlockQ4_0], y: &mut [f32]) = dequantize_row_q4_0_body;
+    unsafe dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = dequantize_row_q8_0_body;
+    unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = dequantize_row_q6_k_body;
+    unsafe dequantize_row_f16(x: &[f16], y: &mut [f32]) = dequantize_row_f16_body;
+    unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = vec_dot_q5_0_q8_0_body::<false>;
+    unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = vec_dot_q4_1_q8_1_body::<false>;
+    unsafe vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 = vec_dot_q5_1_q8_1_body::<false>;
+    unsafe vec_dot_q2_k_q8_k(x: &[BlockQ2_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q2_k_q8_k_body::<false>;
+    unsafe vec_dot_q3_k_q8_k(x: &[BlockQ3_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q3_k_q8_k_body::<false>;
+    unsafe vec_dot_q5_k_q8_k(x: &[BlockQ5_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q5_k_q8_k_body::<false>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantizers.
+
+/// `|v|` per lane.
+#[inline(always)]
+unsafe fn abs_ps(v: __m256) -> __m256 {
+    // SAFETY: AVX is guaranteed by the caller.
+    unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), v) }
+}
+
+/// Horizontal max of 8 lanes.
+#[inline(always)]
+unsafe fn hmax_ps(v: __m256) -> f32 {
+    // SAFETY: AVX is guaranteed by the caller.
+    unsafe {
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        _mm_cvtss_f32(m)
+    }
+}
+
+/// Round half away from zero (C's `roundf`), exactly: `t = trunc(v)`, then `t + sign(v)` when
+/// `|v - t| >= 0.5` (`v - t` is exact).
+#[inline(always)]
+unsafe fn round_away_ps(v: __m256) -> __m256 {
+    // SAFETY: AVX is guaranteed by the caller.
+    unsafe {
+        let t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        let frac = abs_ps(_mm256_sub_ps(v, t));
+        let up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5), _CMP_GE_OQ);
+        let one = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0)), _mm256_set1_ps(1.0));
+        _mm256_add_ps(t, _mm256_and_ps(up, one))
+    }
+}
+
+/// Packs 4 x 8 i32 (already in i8 range or saturated like `as i8`) into 32 i8 in order.
+#[inline(always)]
+unsafe fn pack_i32x32(i: [__m256i; 4]) -> __m256i {
+    // SAFETY: AVX2 is guaranteed by the caller.
+    unsafe {
+        let p01 = _mm256_packs_epi32(i[0], i[1]);
+        let p23 = _mm256_packs_epi32(i[2], i[3]);
+        let p = _mm256_packs_epi16(p01, p23);
+        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+}
+
+/// One Q8 block of 32: returns the unrounded `d` and `sum(q)`; same float ops as the scalar.
+#[inline(always)]
+unsafe fn quantize_q8_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, i32) {
+    assert!(x.len() >= QK);
+    // SAFETY: AVX2 is guaranteed by the caller; `x` has 32 values (asserted), `qs` 32 bytes.
+    unsafe {
+        let p = x.as_ptr();
+        let v = [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ];
+        let m = _mm256_max_ps(
+            _mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])),
+            _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])),
+        );
+        let amax = hmax_ps(m);
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let mut i = [_mm256_setzero_si256(); 4];
+        for (i, &v) in i.iter_mut().zip(&v) {
+            *i = _mm256_cvtps_epi32(round_away_ps(_mm256_mul_ps(v, id)));
+        }
+        let sum = hsum_epi32(_mm256_add_epi32(
+            _mm256_add_epi32(i[0], i[1]),
+            _mm256_add_epi32(i[2], i[3]),
+        ));
+        _mm256_storeu_si256(qs.as_mut_ptr().cast(), pack_i32x32(i));
+        (d, sum)
+    }
+}
+
+/// # Safety
+/// AVX2 + F16C; `x.len() == y.len() * 32`.
+#[inline(always)]
+pub(crate) unsafe fn quantize_row_q8_0_body(x: &[f32], y: &mut [BlockQ8_0]) {
+    for (b, x) in y.iter_mut().zip(x.chunks_exact(QK)) {
+        // SAFETY: features guaranteed by the caller.
+        let (d, _) = unsafe { quantize_q8_block(x, &mut b.qs) };
+        b.d = f16::from_f32(d);
+    }
+}
+
+/// # Safety
+/// AVX2 + F16C; `x.len() == y.len() * 32`.
+#[inline(always)]
+pub(crate) unsafe fn quantize_row_q8_1_body(x: &[f32], y: &mut [BlockQ8_1]) {
+    for (b, x) in y.iter_mut().zip(x.chunks_exact(QK)) {
+        // SAFETY: features guaranteed by the caller.
+        let (d, sum) = unsafe { quantize_q8_block(x, &mut b.qs) };
+        b.d = f16::from_f32(d);
+        b.s = f16::from_f32(sum as f32 * d);
+    }
+}
+
+/// # Safety
+/// AVX2; `x.len() == y.len() * 256`.
+#[inline(always)]
+pub(crate) unsafe fn quantize_row_q8_k_body(x: &[f32], y: &mut [BlockQ8_K]) {
+    for (b, x) in y.iter_mut().zip(x.chunks_exact(QK_K)) {
+        assert!(x.len() == QK_K);
+        // SAFETY: AVX2 guaranteed by the caller; every load reads 8 of the 256 values of `x`
+        // and every store writes 32 of the 256 bytes of `b.qs`.
+        unsafe {
+            let p = x.as_ptr();
+            let mut m = _mm256_setzero_ps();
+            for k in 0..QK_K / 8 {
+                m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(p.add(8 * k))));
+            }
+            let amax = hmax_ps(m);
+            if amax == 0.0 {
+                b.d = 0.0;
+                b.qs = [0; QK_K];
+                b.bsums = [0; QK_K / 16];
+                continue;
+            }
+            // The first value of magnitude `amax`, with its sign (as the scalar scan finds it).
+            let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+            let iscale = -127.0 / max;
+            let is = _mm256_set1_ps(iscale);
+            let lim = _mm256_set1_epi32(127);
+            for g in 0..QK_K / 32 {
+                let mut i = [_mm256_setzero_si256(); 4];
+                for (k, i) in i.iter_mut().enumerate() {
+                    let v = _mm256_mul_ps(is, _mm256_loadu_ps(p.add(32 * g + 8 * k)));
+                    let r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    *i = _mm256_min_epi32(_mm256_cvtps_epi32(r), lim);
+                }
+                _mm256_storeu_si256(b.qs.as_mut_ptr().add(32 * g).cast(), pack_i32x32(i));
+            }
+            for (s, g) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+                *s = g.iter().map(|&q| q as i16).sum();
+            }
+            b.d = 1.0 / iscale;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// u8 x i8 dot products: the one place VNNI differs.
+
+/// `acc + sum of 4 adjacent u * s` per i32 lane (u unsigned bytes, s signed bytes), exact
+/// when each adjacent pair `u0*s0 + u1*s1` fits i16 (true for u <= 127).
+#[inline(always)]
+pub(crate) unsafe fn dot_u8i8<const VNNI: bool>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    // SAFETY: AVX2 (and AVX512-VNNI + VL when `VNNI`) is guaranteed by the caller.
+    unsafe {
+        if VNNI {
+            _mm256_dpbusd_epi32(acc, u, s)
+        } else {
+            let p = _mm256_maddubs_epi16(u, s);
+            _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+        }
+    }
+}
+
+/// Sum of the products of 32 signed bytes, as 8 i32 lanes, exact for all inputs.
+#[inline(always)]
+unsafe fn dot_i8i8(x: __m256i, y: __m256i) -> __m256i {
+    // SAFETY: AVX2 is guaranteed by the caller.
+    unsafe {
+        let xl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(x));
+        let xh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(x, 1));
+        let yl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(y));
+        let yh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(y, 1));
+        _mm256_add_epi32(_mm256_madd_epi16(xl, yl), _mm256_madd_epi16(xh, yh))
+    }
+}
+
+/// The 32 nibbles of a Q4_0 / Q4_1 block in value order (low nibbles, then high).
+#[inline(always)]
+pub(crate) unsafe fn unpack_q4(qs: &[u8; QK / 2]) -> __m256i {
+    // SAFETY: AVX2 is guaranteed by the caller; the load reads the 16 bytes of `qs`.
+    unsafe {
+        let q = _mm_loadu_si128(qs.as_ptr().cast());
+        let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+    }
+}
+
+/// Loads 32 bytes.
+#[inline(always)]
+pub(crate) unsafe fn load32<T>(p: &[T; 32]) -> __m256i
+where
+    T: Copy,
+{
+    debug_assert!(std::mem::size_of::<T>() == 1);
+    // SAFETY: AVX is guaranteed by the caller; `p` is 32 one-byte values.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiles: a weight format's per-block integer dot against a Q8_0 activation block, split into
+// "unpack the weight block" and "prepare the activation block" so a tile does each once.
+
+/// One weight format in a tiled (or 1 x 1: vec_dot) product with Q8_0 activations.
+pub(crate) trait Tile {
+    /// The weight block.
+    type W;
+    /// A weight block unpacked into registers.
+    type Wu: Copy;
+    /// An activation block prepared for this weight format.
+    type Au: Copy;
+    /// Unpack a weight block; returns it and its scale.
+    unsafe fn unpack_w(b: &Self::W) -> (Self::Wu, f32);
+    /// Prepare an activation block; returns it and its scale.
+    unsafe fn prep_a(b: &BlockQ8_0) -> (Self::Au, f32);
+    /// The block's integer dot product, spread over 8 i32 lanes (exact).
+    unsafe fn idot(w: Self::Wu, a: Self::Au) -> __m256i;
+}
+
+/// Q4_0 weights: `sum(q * a) - sum(8 * a)`, the second part computed once per activation.
+pub(crate) struct Q4_0Tile<const VNNI: bool>;
+
+impl<const VNNI: bool> Tile for Q4_0Tile<VNNI> {
+    type W = BlockQ4_0;
+    type Wu = __m256i;
+    type Au = (__m256i, __m256i);
+    #[inline(always)]
+    unsafe fn unpack_w(b: &BlockQ4_0) -> (__m256i, f32) {
+        // SAFETY: AVX2 + F16C guaranteed by the caller.
+        unsafe { (unpack_q4(&b.qs), f16_to_f32(b.d)) }
+    }
+    #[inline(always)]
+    unsafe fn prep_a(b: &BlockQ8_0) -> ((__m256i, __m256i), f32) {
+        // SAFETY: AVX2 + F16C guaranteed by the caller.
+        unsafe {
+            let a = load32(&b.qs);
+            let eight = dot_u8i8::<VNNI>(_mm256_setzero_si256(), _mm256_set1_epi8(8), a);
+            ((a, eight), f16_to_f32(b.d))
+        }
+    }
+    #[inline(always)]
+    unsafe fn idot(w: __m256i, (a, eight): (__m256i, __m256i)) -> __m256i {
+        // SAFETY: AVX2 guaranteed by the caller.
+        unsafe { _mm256_sub_epi32(dot_u8i8::<VNNI>(_mm256_setzero_si256(), w, a), eight) }
+    }
+}
+
+/// Q8_0 weights: signed x signed, widened to i16 (exact even for -128 x -128).
+pub(crate) struct Q8_0Tile<const VNNI: bool>;
+
+impl<const VNNI: bool> Tile for Q8_0Tile<VNNI> {
+    type W = BlockQ8_0;
+    type Wu = __m256i;
+    type Au = (__m256i, __m256i);
+    #[inline(always)]
+    unsafe fn unpack_w(b: &BlockQ8_0) -> (__m256i, f32) {
+        // SAFETY: AVX2 + F16C guaranteed by the caller.
+        unsafe {
+            let w = load32(&b.qs);
+            // VNNI: bias the weights to unsigned (w + 128); the bias is removed in `idot`.
+            let w = if VNNI {
+                _mm256_xor_si256(w, _mm256_set1_epi8(-128))
+            } else {
+                w
+            };
+            (w, f16_to_f32(b.d))
+        }
+    }
+    #[inline(always)]
+    unsafe fn prep_a(b: &BlockQ8_0) -> ((__m256i, __m256i), f32) {
+        // SAFETY: AVX2 + F16C guaranteed by the caller.
+        unsafe {
+            let a = load32(&b.qs);
+            let bias = if VNNI {
+                // 128 * a, summed like the main product.
+                dot_u8i8::<VNNI>(_mm256_setzero_si256(), _mm256_set1_epi8(-128), a)
+            } else {
+                _mm256_setzero_si256()
+            };
+            ((a, bias), f16_to_f32(b.d))
+        }
+    }
+    #[inline(always)]
+    unsafe fn idot(w: __m256i, (a, bias): (__m256i, __m256i)) -> __m256i {
+        // SAFETY: AVX2 (+ VNNI when enabled) guaranteed by the caller.
+        unsafe {
+            if VNNI {
+                // (w + 128) * a - 128 * a, each pair of u8*i8 products exact in i32 lanes.
+                _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a), bias)
+            } else {
+                dot_i8i8(w, a)
+            }
+        }
+    }
+}
+
+/// `RM x RN` outputs starting at weight row `r0`, activation column `c0`: every weight block is
+/// unpacked once for `RN` columns and every activation block prepared once for `RM` rows.
+#[inline(always)]
+unsafe fn tile<T: Tile, const RM: usize, const RN: usize>(
+    w: &[T::W],
+    a: &[BlockQ8_0],
+    nb: usize,
+    (r0, c0): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    // SAFETY: the caller guarantees the features; all indexing below is bounds-checked.
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); RN]; RM];
+        for k in 0..nb {
+            let mut av = [T::prep_a(&a[c0 * nb + k]); RN];
+            for (c, av) in av.iter_mut().enumerate().skip(1) {
+                *av = T::prep_a(&a[(c0 + c) * nb + k]);
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let (wu, wd) = T::unpack_w(&w[(r0 + r) * nb + k]);
+                for (acc, &(au, ad)) in acc.iter_mut().zip(&av) {
+                    let s = _mm256_cvtepi32_ps(T::idot(wu, au));
+                    *acc = _mm256_fmadd_ps(_mm256_set1_ps(wd * ad), s, *acc);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, &v) in acc.iter().enumerate() {
+                out[(c0 + c) * ldo + r0 + r] = hsum_ps(v);
+            }
+        }
+    }
+}
+
+/// Tiled product over every row of `w` and column of `a` (`nb` blocks each):
+/// `out[c * ldo + r]`, with `RM x RN` micro-tiles and 1-wide edge tiles.
+///
+/// # Safety
+/// The features `T` needs; `w.len()` and `a.len()` multiples of `nb`, and `out` covers every
+/// `c * ldo + r` (indexing is checked anyway).
+#[inline(always)]
+pub(crate) unsafe fn gemm_body<T: Tile, const RM: usize, const RN: usize>(
+    w: &[T::W],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let (rows, cols) = (w.len() / nb, a.len() / nb);
+    let (rf, cf) = (rows / RM * RM, cols / RN * RN);
+    // SAFETY: the caller guarantees the features and the shapes.
+    unsafe {
+        for r0 in (0..rf).step_by(RM) {
+            for c0 in (0..cf).step_by(RN) {
+                tile::<T, RM, RN>(w, a, nb, (r0, c0), out, ldo);
+            }
+            for c0 in cf..cols {
+                tile::<T, RM, 1>(w, a, nb, (r0, c0), out, ldo);
+            }
+        }
+        for r0 in rf..rows {
+            for c0 in (0..cf).step_by(RN) {
+                tile::<T, 1, RN>(w, a, nb, (r0, c0), out, ldo);
+            }
+            for c0 in cf..cols {
+                tile::<T, 1, 1>(w, a, nb, (r0, c0), out, ldo);
+            }
+        }
+    }
+}
+
+/// Dot product of one weight row with one activation row through a `Tile`.
+#[inline(always)]
+unsafe fn row_dot<T: Tile>(x: &[T::W], y: &[BlockQ8_0]) -> f32 {
+    // SAFETY: the caller guarantees the features.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for (i, (x, y)) in x.iter().zip(y).enumerate() {
+            let (wu, wd) = T::unpack_w(x);
+            let (au, ad) = T::prep_a(y);
+            let s = _mm256_cvtepi32_ps(T::idot(wu, au));
+            acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(wd * ad), s, acc[i & 1]);
+        }
+        hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    }
+}
+
+/// # Safety
+/// AVX2 + FMA + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q4_0_q8_0_body<const VNNI: bool>(
+    x: &[BlockQ4_0],
+    y: &[BlockQ8_0],
+) -> f32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { row_dot::<Q4_0Tile<VNNI>>(x, y) }
+}
+
+/// # Safety
+/// AVX2 + FMA + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q8_0_q8_0_body<const VNNI: bool>(
+    x: &[BlockQ8_0],
+    y: &[BlockQ8_0],
+) -> f32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { row_dot::<Q8_0Tile<VNNI>>(x, y) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// k-quants: the integer sum of each super-block is reduced to a scalar and combined with the
+// scales by exactly the scalar twin's float expression, so these equal `scalar` bit for bit.
+
+/// # Safety
+/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q4_k_q8_k_body<const VNNI: bool>(
+    x: &[BlockQ4_K],
+    y: &[BlockQ8_K],
+) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (sc, mn) = scalar::scales_mins_k4(&x.scales);
+        let mut msum = 0i32;
+        for (&m, b) in mn.iter().zip(y.bsums.chunks_exact(2)) {
+            msum += m as i32 * (b[0] as i32 + b[1] as i32);
+        }
+        // SAFETY: AVX2 (+VNNI) guaranteed by the caller; loads read whole 32-byte sub-arrays.
+        let isum = unsafe {
+            let mut acc = _mm256_setzero_si256();
+            let m4 = _mm256_set1_epi8(0x0F);
+            let qs = x.qs.as_ptr();
+            let aq = y.qs.as_ptr();
+            for j in 0..4 {
+                let q = _mm256_loadu_si256(qs.add(32 * j).cast());
+                let lo = _mm256_and_si256(q, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                let a0 = _mm256_loadu_si256(aq.add(64 * j).cast());
+                let a1 = _mm256_loadu_si256(aq.add(64 * j + 32).cast());
+                let p0 = dot_u8i8::<VNNI>(_mm256_setzero_si256(), lo, a0);
+                let p1 = dot_u8i8::<VNNI>(_mm256_setzero_si256(), hi, a1);
+                let p0 = _mm256_mullo_epi32(p0, _mm256_set1_epi32(sc[2 * j] as i32));
+                let p1 = _mm256_mullo_epi32(p1, _mm256_set1_epi32(sc[2 * j + 1] as i32));
+                acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
+            }
+            hsum_epi32(acc)
+        };
+        // SAFETY: F16C guaranteed by the caller.
+        let (d, dmin) = unsafe { (f16_to_f32(x.d), f16_to_f32(x.dmin)) };
+        sum += y.d * d * isum as f32 - y.d * dmin * msum as f32;
+    }
+    sum
+}
+
+/// The 4 x 32 six-bit quants (0..=63) of one 128-value half of a Q6_K block.
+#[inline(always)]
+unsafe fn unpack_q6_half(ql: *const u8, qh: *const u8) -> [__m256i; 4] {
+    // SAFETY: AVX2 guaranteed by the caller; `ql` points at 64 bytes, `qh` at 32.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(3);
+        let l0 = _mm256_loadu_si256(ql.cast());
+        let l1 = _mm256_loadu_si256(ql.add(32).cast());
+        let h = _mm256_loadu_si256(qh.cast());
+        // Bits 2k..2k+2 of `qh`, moved to bits 4..6.
+        let hb = [
+            _mm256_slli_epi16(_mm256_and_si256(h, m2), 4),
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4),
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4),
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4),
+        ];
+        [
+            _mm256_or_si256(_mm256_and_si256(l0, m4), hb[0]),
+            _mm256_or_si256(_mm256_and_si256(l1, m4), hb[1]),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), hb[2]),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), hb[3]),
+        ]
+    }
+}
+
+/// # Safety
+/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q6_k_q8_k_body<const VNNI: bool>(
+    x: &[BlockQ6_K],
+    y: &[BlockQ8_K],
+) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        // SAFETY: AVX2 (+VNNI) guaranteed by the caller; pointers stay inside the blocks.
+        let isum = unsafe {
+            let mut acc = _mm256_setzero_si256();
+            let thirty_two = _mm256_set1_epi8(32);
+            for n in 0..2 {
+                let q = unpack_q6_half(x.ql.as_ptr().add(64 * n), x.qh.as_ptr().add(32 * n));
+                for (k, q) in q.into_iter().enumerate() {
+                    let a = _mm256_loadu_si256(y.qs.as_ptr().add(128 * n + 32 * k).cast());
+                    let p = dot_u8i8::<VNNI>(_mm256_setzero_si256(), q, a);
+                    let o = dot_u8i8::<VNNI>(_mm256_setzero_si256(), thirty_two, a);
+                    // Lanes 0..4 hold group g, lanes 4..8 group g + 1.
+                    let g = 8 * n + 2 * k;
+                    let sc = _mm256_set_m128i(
+                        _mm_set1_epi32(x.scales[g + 1] as i32),
+                        _mm_set1_epi32(x.scales[g] as i32),
+                    );
+                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_sub_epi32(p, o), sc));
+                }
+            }
+            hsum_epi32(acc)
+        };
+        // SAFETY: F16C guaranteed by the caller.
+        let d = unsafe { f16_to_f32(x.d) };
+        sum += y.d * d * isum as f32;
+    }
+    sum
+}
+
+/// Byte `i` of the result is 16 when bit `i` of `qh` is set, else 0.
+#[inline(always)]
+unsafe fn bits_to_16s(qh: [u8; 4]) -> __m256i {
+    // SAFETY: AVX2 is guaranteed by the caller.
+    unsafe {
+        let v = _mm256_set1_epi32(i32::from_le_bytes(qh));
+        // Byte i takes byte i / 8 of qh, then tests bit i % 8.
+        let spread = _mm256_shuffle_epi8(
+            v,
+            _mm256_setr_epi8(
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                3, 3, 3, 3,
+            ),
+        );
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(16))
+    }
+}
+
+/// The 32 five-bit quants (0..=31) of a Q5_0 / Q5_1 block, in value order.
+#[inline(always)]
+unsafe fn unpack_q5(qs: &[u8; QK / 2], qh: [u8; 4]) -> __m256i {
+    // SAFETY: AVX2 is guaranteed by the caller.
+    unsafe { _mm256_or_si256(unpack_q4(qs), bits_to_16s(qh)) }
+}
+
+/// # Safety
+/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q5_0_q8_0_body<const VNNI: bool>(
+    x: &[BlockQ5_0],
+    y: &[BlockQ8_0],
+) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        // SAFETY: features guaranteed by the caller; loads read whole block arrays.
+        let (isum, dx, dy) = unsafe {
+            let a = load32(&y.qs);
+            let p = dot_u8i8::<VNNI>(_mm256_setzero_si256(), unpack_q5(&x.qs, x.qh), a);
+            let o = dot_u8i8::<VNNI>(_mm256_setzero_si256(), _mm256_set1_epi8(16), a);
+            (
+                hsum_epi32(_mm256_sub_epi32(p, o)),
+                f16_to_f32(x.d),
+                f16_to_f32(y.d),
+            )
+        };
+        sum += isum as f32 * (dx * dy);
+    }
+    sum
+}
+
+/// # Safety
+/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q4_1_q8_1_body<const VNNI: bool>(
+    x: &[BlockQ4_1],
+    y: &[BlockQ8_1],
+) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        // SAFETY: features guaranteed by the caller; loads read whole block arrays.
+        unsafe {
+            let p = dot_u8i8::<VNNI>(_mm256_setzero_si256(), unpack_q4(&x.qs), load32(&y.qs));
+            let isum = hsum_epi32(p);
+            sum += isum as f32 * (f16_to_f32(x.d) * f16_to_f32(y.d))
+                + f16_to_f32(x.m) * f16_to_f32(y.s);
+        }
+    }
+    sum
+}
+
+/// # Safety
+/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q5_1_q8_1_body<const VNNI: bool>(
+    x: &[BlockQ5_1],
+    y: &[BlockQ8_1],
+) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        // SAFETY: features guaranteed by the caller; loads read whole block arrays.
+        unsafe {
+            let w = unpack_q5(&x.qs, x.qh);
+            let isum = hsum_epi32(dot_u8i8::<VNNI>(_mm256_setzero_si256(), w, load32(&y.qs)));
+            sum += isum as f32 * (f16_to_f32(x.d) * f16_to_f32(y.d))
+                + f16_to_f32(x.m) * f16_to_f32(y.s);
+        }
+    }
+    sum
+}
+
+/// Byte `i` is 16 where `qh[i] & bit` is set, else 0 (`sixteen` is 16 in every byte).
+#[inline(always)]
+unsafe fn bit_to_16s(qh: __m256i, bit: u8, sixteen: __m256i) -> __m256i {
+    // SAFETY: AVX2 is guaranteed by the caller.
+    unsafe {
+        let b = _mm256_set1_epi8(bit as i8);
+        _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b), b), sixteen)
+    }
+}
+
+/// `[a; 4 lanes] ++ [b; 4 lanes]`: scales of two groups of 16 values.
+#[inline(always)]
+unsafe fn two_scales(a: i32, b: i32) -> __m256i {
+    // SAFETY: AVX is guaranteed by the caller.
+    unsafe { _mm256_set_m128i(_mm_set1_epi32(b), _mm_set1_epi32(a)) }
+}
+
+/// # Safety
+/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q2_k_q8_k_body<const VNNI: bool>(
+    x: &[BlockQ2_K],
+    y: &[BlockQ8_K],
+) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let mut msum = 0i32;
+        for (&s, &b) in x.scales.iter().zip(&y.bsums) {
+            msum += (s >> 4) as i32 * b as i32;
+        }
+        // SAFETY: AVX2 (+VNNI) guaranteed by the caller; pointers stay inside the blocks.
+        let isum = unsafe {
+            let mut acc = _mm256_setzero_si256();
+            let m2 = _mm256_set1_epi8(3);
+            for n in 0..2 {
+                let q = _mm256_loadu_si256(x.qs.as_ptr().add(32 * n).cast());
+                for j in 0..4 {
+                    let v = match j {
+                        0 => q,
+                        1 => _mm256_srli_epi16(q, 2),
+                        2 => _mm256_srli_epi16(q, 4),
+                        _ => _mm256_srli_epi16(q, 6),
+                    };
+                    let v = _mm256_and_si256(v, m2);
+                    let a = _mm256_loadu_si256(y.qs.as_ptr().add(128 * n + 32 * j).cast());
+                    let p = dot_u8i8::<VNNI>(_mm256_setzero_si256(), v, a);
+                    let g = 8 * n + 2 * j;
+                    let sc = two_scales((x.scales[g] & 0xF) as i32, (x.scales[g + 1] & 0xF) as i32);
+                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, sc));
+                }
+            }
+            hsum_epi32(acc)
+        };
+        // SAFETY: F16C guaranteed by the caller.
+        let (d, dmin) = unsafe { (f16_to_f32(x.d), f16_to_f32(x.dmin)) };
+        sum += y.d * d * isum as f32 - y.d * dmin * msum as f32;
+    }
+    sum
+}
+
+/// # Safety
+/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q3_k_q8_k_body<const VNNI: bool>(
+    x: &[BlockQ3_K],
+    y: &[BlockQ8_K],
+) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let sc = scalar::scales_q3_k(&x.scales);
+        // SAFETY: AVX2 (+VNNI) guaranteed by the caller; pointers stay inside the blocks.
+        let isum = unsafe {
+            let mut acc = _mm256_setzero_si256();
+            let m2 = _mm256_set1_epi8(3);
+            let four = _mm256_set1_epi8(4);
+            let hm = load32(&x.hmask);
+            for n in 0..2 {
+                let q = _mm256_loadu_si256(x.qs.as_ptr().add(32 * n).cast());
+                for j in 0..4 {
+                    let v = match j {
+                        0 => q,
+                        1 => _mm256_srli_epi16(q, 2),
+                        2 => _mm256_srli_epi16(q, 4),
+                        _ => _mm256_srli_epi16(q, 6),
+                    };
+                    // Unsigned quant low2 + 4 * hbit (0..=7); the -4 is one product per group.
+                    let bit = _mm256_set1_epi8((1u8 << (4 * n + j)) as i8);
+                    let h = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+                    let v = _mm256_or_si256(_mm256_and_si256(v, m2), _mm256_and_si256(h, four));
+                    let a = _mm256_loadu_si256(y.qs.as_ptr().add(128 * n + 32 * j).cast());
+                    let p = dot_u8i8::<VNNI>(_mm256_setzero_si256(), v, a);
+                    let o = dot_u8i8::<VNNI>(_mm256_setzero_si256(), four, a);
+                    let g = 8 * n + 2 * j;
+                    let s = two_scales(sc[g] as i32, sc[g + 1] as i32);
+                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_sub_epi32(p, o), s));
+                }
+            }
+            hsum_epi32(acc)
+        };
+        // SAFETY: F16C guaranteed by the caller.
+        let d = unsafe { f16_to_f32(x.d) };
+        sum += y.d * d * isum as f32;
+    }
+    sum
+}
+
+/// # Safety
+/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_q5_k_q8_k_body<const VNNI: bool>(
+    x: &[BlockQ5_K],
+    y: &[BlockQ8_K],
+) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let (sc, mn) = scalar::scales_mins_k4(&x.scales);
+        let mut msum = 0i32;
+        for (&m, b) in mn.iter().zip(y.bsums.chunks_exact(2)) {
+            msum += m as i32 * (b[0] as i32 + b[1] as i32);
+        }
+        // SAFETY: AVX2 (+VNNI) guaranteed by the caller; pointers stay inside the blocks.
+        let isum = unsafe {
+            let mut acc = _mm256_setzero_si256();
+            let m4 = _mm256_set1_epi8(0x0F);
+            let sixteen = _mm256_set1_epi8(16);
+            let qh = load32(&x.qh);
+            for j in 0..4 {
+                let q = _mm256_loadu_si256(x.qs.as_ptr().add(32 * j).cast());
+                let lo = _mm256_or_si256(
+                    _mm256_and_si256(q, m4),
+                    bit_to_16s(qh, 1 << (2 * j), sixteen),
+                );
+                let hi = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                    bit_to_16s(qh, 1 << (2 * j + 1), sixteen),
+                );
+                let a0 = _mm256_loadu_si256(y.qs.as_ptr().add(64 * j).cast());
+                let a1 = _mm256_loadu_si256(y.qs.as_ptr().add(64 * j + 32).cast());
+                let p0 = dot_u8i8::<VNNI>(_mm256_setzero_si256(), lo, a0);
+                let p1 = dot_u8i8::<VNNI>(_mm256_setzero_si256(), hi, a1);
+                let p0 = _mm256_mullo_epi32(p0, _mm256_set1_epi32(sc[2 * j] as i32));
+                let p1 = _mm256_mullo_epi32(p1, _mm256_set1_epi32(sc[2 * j + 1] as i32));
+                acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
+            }
+            hsum_epi32(acc)
+        };
+        // SAFETY: F16C guaranteed by the caller.
+        let (d, dmin) = unsafe { (f16_to_f32(x.d), f16_to_f32(x.dmin)) };
+        sum += y.d * d * isum as f32 - y.d * dmin * msum as f32;
+    }
+    sum
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float dot products: 4 accumulators of 8 lanes, FMA.
+
+/// # Safety
+/// AVX + FMA + F16C; `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_f16_f32_body(x: &[f16], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let main = n / 32 * 32;
+    // SAFETY: features guaranteed by the caller; every load reads 8 values below `main <= n`.
+    let mut sum = unsafe {
+        let (px, py) = (x.as_ptr().cast::<u16>(), y.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in (0..main).step_by(32) {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm256_cvtph_ps(_mm_loadu_si128(px.add(i + 8 * k).cast()));
+                *acc = _mm256_fmadd_ps(xv, _mm256_loadu_ps(py.add(i + 8 * k)), *acc);
+            }
+        }
+        hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ))
+    };
+    for i in main..n {
+        sum += x[i].to_f32() * y[i];
+    }
+    sum
+}
+
+/// # Safety
+/// AVX + FMA; `x.len() == y.len()`.
+#[inline(always)]
+pub(crate) unsafe fn vec_dot_f32_f32_body(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let main = n / 32 * 32;
+    // SAFETY: features guaranteed by the caller; every load reads 8 values below `main <= n`.
+    let mut sum = unsafe {
+        let (px, py) = (x.as_ptr(), y.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in (0..main).step_by(32) {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm256_loadu_ps(px.add(i + 8 * k));
+                *acc = _mm256_fmadd_ps(xv, _mm256_loadu_ps(py.add(i + 8 * k)), *acc);
+            }
+        }
+        hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ))
+    };
+    for i in main..n {
+        sum += x[i] * y[i];
+    }
+    sum
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dequantizers: the scalar twin's float operations, 8 lanes at a time (bit-equal).
+
+/// Stores `d * i` for 8 i32 lanes at `out[..8]`.
+#[inline(always)]
+unsafe fn store_scaled(out: &mut [f32], i: __m256i, d: __m256) {
+    assert!(out.len() >= 8);
+    // SAFETY: AVX guaranteed by the caller; `out` has at least 8 values (asserted).
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_mul_ps(_mm256_cvtepi32_ps(i), d)) }
+}
+
+/// # Safety
+/// AVX2 + F16C; `y.len() == x.len() * 32`.
+#[inline(always)]
+pub(crate) unsafe fn dequantize_row_q4_0_body(x: &[BlockQ4_0], y: &mut [f32]) {
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(QK)) {
+        // SAFETY: features guaranteed by the caller; loads read the block's 16 bytes.
+        unsafe {
+            let d = _mm256_set1_ps(f16_to_f32(b.d));
+            let q = _mm_loadu_si128(b.qs.as_ptr().cast());
+            let m4 = _mm_set1_epi8(0x0F);
+            let eight = _mm256_set1_epi32(8);
+            let lo = _mm_and_si128(q, m4);
+            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+            for (k, v) in [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)]
+                .into_iter()
+                .enumerate()
+            {
+                let i = _mm256_sub_epi32(_mm256_cvtepu8_epi32(v), eight);
+                store_scaled(&mut y[8 * k..], i, d);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// AVX2 + F16C; `y.len() == x.len() * 32`.
+#[inline(always)]
+pub(crate) unsafe fn dequantize_row_q8_0_body(x: &[BlockQ8_0], y: &mut [f32]) {
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(QK)) {
+        // SAFETY: features guaranteed by the caller; loads read 8 of the block's 32 bytes.
+        unsafe {
+            let d = _mm256_set1_ps(f16_to_f32(b.d));
+            for k in 0..4 {
+                let v = _mm_loadl_epi64(b.qs.as_ptr().add(8 * k).cast());
+                store_scaled(&mut y[8 * k..], _mm256_cvtepi8_epi32(v), d);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// AVX2 + F16C; `y.len() == x.len() * 256`.
+#[inline(always)]
+pub(crate) unsafe fn dequantize_row_q6_k_body(x: &[BlockQ6_K], y: &mut [f32]) {
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
+        // SAFETY: features guaranteed by the caller; pointers stay inside the block, stores
+        // inside `y`'s 256 values.
+        unsafe {
+            let d = f16_to_f32(b.d);
+            let mut buf = [0u8; 32];
+            for n in 0..2 {
+                let q = unpack_q6_half(b.ql.as_ptr().add(64 * n), b.qh.as_ptr().add(32 * n));
+                for (k, q) in q.into_iter().enumerate() {
+                    _mm256_storeu_si256(buf.as_mut_ptr().cast(), q);
+                    let base = 128 * n + 32 * k;
+                    for h in 0..2 {
+                        let ds = _mm256_set1_ps(d * b.scales[base / 16 + h] as f32);
+                        for e in 0..2 {
+                            let o = 16 * h + 8 * e;
+                            let v = _mm_loadl_epi64(buf.as_ptr().add(o).cast());
+                            let i =
+                                _mm256_sub_epi32(_mm256_cvtepu8_epi32(v), _mm256_set1_epi32(32));
+                            store_scaled(&mut y[base + o..], i, ds);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// # Safety
+/// AVX + F16C; `y.len() == x.len()`.
+#[inline(always)]
+pub(crate) unsafe fn dequantize_row_f16_body(x: &[f16], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let main = n / 8 * 8;
+    // SAFETY: features guaranteed by the caller; loads/stores of 8 stay below `main <= n`.
+    unsafe {
+        for i in (0..main).step_by(8) {
+            let v = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i).cast()));
+            _mm256_storeu_ps(y.as_mut_ptr().add(i), v);
+        }
+    }
+    for i in main..n {
+        y[i] = x[i].to_f32();
+    }
+}

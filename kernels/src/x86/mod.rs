@@ -1,0 +1,103 @@
+//! x86-64 kernels. [`avx2`] holds the 256-bit kernels and their `#[inline(always)]` bodies;
+//! [`avx512`] holds 512-bit kernels in two flavours (`plain`, `vnni`) and reuses the AVX2
+//! bodies, compiled under its own feature set, where 512-bit lanes do not help.
+//!
+//! Every helper here is `#[inline(always)]` without `#[target_feature]`: it is only called from
+//! inside a `#[target_feature]` kernel, into which it is inlined.
+
+/// Defines `#[target_feature]` kernels that run an `#[inline(always)]` body under `$feat`.
+/// `unsafe` bodies need the features (`# Safety` of the body); `safe` bodies are the portable
+/// scalar code, compiled (and auto-vectorized) for `$feat`.
+macro_rules! kernels {
+    ($feat:literal; $( $kind:ident $name:ident($($arg:ident: $t:ty),*) $(-> $r:ty)? = $body:path; )*) => {$(
+        kernels!(@one $kind $feat $name($($arg: $t),*) $(-> $r)? = $body);
+    )*};
+    (@one unsafe $feat:literal $name:ident($($arg:ident: $t:ty),*) $(-> $r:ty)? = $body:path) => {
+        #[doc = concat!("`", stringify!($body), "` compiled for `", $feat, "`.")]
+        ///
+        /// # Safety
+        /// The CPU must support every feature in `target_feature`; slice lengths must satisfy
+        /// the contract checked by the matching safe method of `Kernels`.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn $name($($arg: $t),*) $(-> $r)? {
+            // SAFETY: this function's target features are what the body requires, and the
+            // caller upholds the length contract.
+            unsafe { $body($($arg),*) }
+        }
+    };
+    (@one safe $feat:literal $name:ident($($arg:ident: $t:ty),*) $(-> $r:ty)? = $body:path) => {
+        #[doc = concat!("`", stringify!($body), "` compiled for `", $feat, "`.")]
+        ///
+        /// # Safety
+        /// The CPU must support every feature in `target_feature`.
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn $name($($arg: $t),*) $(-> $r)? {
+            $body($($arg),*)
+        }
+    };
+}
+
+pub(crate) mod avx2;
+pub(crate) mod avx512;
+
+use std::arch::x86_64::*;
+
+/// AVX2 + FMA + F16C.
+pub(crate) fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// [`has_avx2`] + AVX-512 F, BW, VL.
+pub(crate) fn has_avx512() -> bool {
+    has_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+}
+
+/// [`has_avx512`] + AVX512-VNNI.
+pub(crate) fn has_avx512vnni() -> bool {
+    has_avx512() && is_x86_feature_detected!("avx512vnni")
+}
+
+/// f16 -> f32 with F16C.
+///
+/// # Safety
+/// The CPU must support F16C.
+#[inline(always)]
+pub(crate) unsafe fn f16_to_f32(h: half::f16) -> f32 {
+    // SAFETY: F16C is guaranteed by the caller.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32))) }
+}
+
+/// Sum of the 8 lanes of `v`.
+///
+/// # Safety
+/// The CPU must support AVX.
+#[inline(always)]
+pub(crate) unsafe fn hsum_ps(v: __m256) -> f32 {
+    // SAFETY: AVX is guaranteed by the caller.
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+/// Sum of the 8 i32 lanes of `v` (wrapping, exact when the true sum fits).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline(always)]
+pub(crate) unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    // SAFETY: AVX2 is guaranteed by the caller.
+    unsafe {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+}

@@ -1,0 +1,550 @@
+//! Every kernel of every available Isa against its scalar twin, the scalar kernels against an
+//! f64 dot of quant's reference dequantization, and the activation quantizers against quant's
+//! reference bytes.
+//!
+//! Tolerances. Integer parts are exact, so kernels whose float part is the scalar twin's
+//! expression (k-quants, Q5_0/Q4_1/Q5_1, quantizers, dequantizers) must be bit-equal. Kernels
+//! that accumulate per-block terms in SIMD lanes (Q4_0, Q8_0, gemm, f16/f32) sum the same
+//! exact products in another order; any order of `n` additions of terms whose magnitudes sum
+//! to `M` is within `n * eps * M` of the exact sum (eps = 2^-24), so two orders differ by at
+//! most `2 * (n + 16) * eps * M` (16 covers the lane reductions). `M = sum |x_i * y_i|` over
+//! the (exactly representable) dequantized values. A small absolute term covers underflow when
+//! scales are subnormal.
+
+use bytemuck::{Pod, Zeroable};
+use cinder_kernels::{Isa, Kernels, KernelsError};
+use cinder_quant::block::*;
+use cinder_quant::dtype::QK_K;
+use cinder_quant::reference as r;
+use half::f16;
+use proptest::prelude::*;
+
+const EPS: f64 = f32::EPSILON as f64 / 2.0;
+
+/// Kernel sets under test: every Isa this CPU runs (always includes Scalar).
+fn all_kernels() -> Vec<Kernels> {
+    let isas = Kernels::available();
+    assert!(isas.contains(&Isa::Scalar));
+    isas.into_iter()
+        .map(|i| Kernels::new(i).unwrap_or_else(|| panic!("{i} listed but not constructible")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generators.
+
+/// f16 scales: ordinary, zero, subnormal, maximal, negative.
+fn scale16() -> impl Strategy<Value = f16> {
+    prop_oneof![
+        6 => (-2.0f32..2.0).prop_map(f16::from_f32),
+        1 => Just(f16::ZERO),
+        1 => Just(f16::from_bits(1)),
+        1 => Just(f16::from_bits(0x03FF)),
+        1 => Just(f16::MAX),
+        1 => Just(f16::MIN),
+    ]
+}
+
+/// Q8_K f32 scales: ordinary, zero, tiny, and a large-ish one.
+fn scale32() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        6 => -0.1f32..0.1,
+        1 => Just(0.0f32),
+        1 => Just(1e-38f32),
+        1 => Just(f32::from_bits(1)),
+        1 => Just(3.0f32),
+    ]
+}
+
+/// Block bytes: random, or every byte 0x00, 0xFF, 0x80 (-128) or 0x7F (127).
+fn block_bytes(size: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => proptest::collection::vec(any::<u8>(), size),
+        1 => Just(vec![0x00; size]),
+        1 => Just(vec![0xFF; size]),
+        1 => Just(vec![0x80; size]),
+        1 => Just(vec![0x7F; size]),
+        1 => Just(vec![0x88; size]),
+    ]
+}
+
+fn to_block<B: Pod>(bytes: &[u8]) -> B {
+    bytemuck::pod_read_unaligned(bytes)
+}
+
+/// `n` blocks of `B` from adversarial bytes, then `fix` sets the scale fields.
+fn blocks<B: Pod + std::fmt::Debug, S: Strategy + 'static>(
+    n: impl Into<proptest::collection::SizeRange>,
+    scales: S,
+    fix: fn(&mut B, S::Value),
+) -> impl Strategy<Value = Vec<B>>
+where
+    S::Value: std::fmt::Debug,
+{
+    let size = std::mem::size_of::<B>();
+    proptest::collection::vec((block_bytes(size), scales), n).prop_map(move |v| {
+        v.into_iter()
+            .map(|(b, s)| {
+                let mut blk: B = to_block(&b);
+                fix(&mut blk, s);
+                blk
+            })
+            .collect()
+    })
+}
+
+fn s2() -> impl Strategy<Value = (f16, f16)> {
+    (scale16(), scale16())
+}
+
+/// Q8_K activation with consistent `bsums` (as the quantizer makes them).
+fn fix_q8k(b: &mut BlockQ8_K, d: f32) {
+    b.d = d;
+    for (s, g) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+        *s = g.iter().map(|&q| q as i16).sum();
+    }
+}
+
+/// Activation floats: ordinary values, exact halves (rounding ties), zeros, subnormals, huge.
+fn floats(n: usize) -> impl Strategy<Value = Vec<f32>> {
+    proptest::collection::vec(
+        prop_oneof![
+            8 => -4.0f32..4.0,
+            2 => (-300i32..300).prop_map(|i| i as f32 * 0.5),
+            1 => Just(0.0f32),
+            1 => Just(-0.0f32),
+            1 => Just(f32::from_bits(3)),
+            1 => -1e30f32..1e30,
+        ],
+        n,
+    )
+}
+
+/// Quantizer input: general floats, or a row whose largest magnitude is exactly 127 (so the
+/// scale is +-1) filled with exact halves: every such value is a rounding tie.
+fn quant_floats(n: usize) -> impl Strategy<Value = Vec<f32>> {
+    prop_oneof![
+        floats(n),
+        (
+            proptest::collection::vec((-254i32..=254).prop_map(|i| i as f32 * 0.5), n),
+            any::<bool>()
+        )
+            .prop_map(|(mut v, neg)| {
+                for c in v.chunks_mut(32) {
+                    c[0] = if neg { -127.0 } else { 127.0 };
+                }
+                v
+            }),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks.
+
+fn deq<B: Pod>(f: fn(&[B], &mut [f32]), x: &[B], bs: usize) -> Vec<f64> {
+    let mut out = vec![0.0f32; x.len() * bs];
+    f(x, &mut out);
+    out.into_iter().map(f64::from).collect()
+}
+
+/// `sum |x_i * y_i|` in f64.
+fn mag(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len());
+    x.iter().zip(y).map(|(a, b)| (a * b).abs()).sum()
+}
+
+fn close(what: &str, isa: Isa, got: f32, want: f32, n: usize, m: f64) -> Result<(), TestCaseError> {
+    let tol = 2.0 * (n as f64 + 16.0) * EPS * m + 1e-35 * (n as f64 + 1.0);
+    let err = (got as f64 - want as f64).abs();
+    prop_assert!(
+        err <= tol || (got.is_nan() && want.is_nan()),
+        "{what} on {isa}: got {got}, scalar {want}, |err| {err} > tol {tol}"
+    );
+    Ok(())
+}
+
+fn bit_equal(what: &str, isa: Isa, got: f32, want: f32) -> Result<(), TestCaseError> {
+    prop_assert!(
+        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+        "{what} on {isa}: got {got}, scalar {want} (must be bit-equal)"
+    );
+    Ok(())
+}
+
+const CASES: u32 = 256;
+
+// ---------------------------------------------------------------------------------------------
+// SIMD == scalar twin.
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn q4_0_q8_0_every_isa_matches_scalar_within_reorder_bound(
+        (x, y) in (1usize..=24).prop_flat_map(|n| (
+            blocks::<BlockQ4_0, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ8_0, _>(n, scale16(), |b, d| b.d = d))),
+    ) {
+        let want = Kernels::scalar().vec_dot_q4_0_q8_0(&x, &y);
+        let m = mag(&deq(r::dequantize_row_q4_0, &x, 32), &deq(r::dequantize_row_q8_0, &y, 32));
+        for k in all_kernels() {
+            close("vec_dot_q4_0_q8_0", k.isa(), k.vec_dot_q4_0_q8_0(&x, &y), want, x.len(), m)?;
+        }
+    }
+
+    #[test]
+    fn q8_0_q8_0_every_isa_matches_scalar_within_reorder_bound(
+        (x, y) in (1usize..=24).prop_flat_map(|n| (
+            blocks::<BlockQ8_0, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ8_0, _>(n, scale16(), |b, d| b.d = d))),
+    ) {
+        let want = Kernels::scalar().vec_dot_q8_0_q8_0(&x, &y);
+        let m = mag(&deq(r::dequantize_row_q8_0, &x, 32), &deq(r::dequantize_row_q8_0, &y, 32));
+        for k in all_kernels() {
+            close("vec_dot_q8_0_q8_0", k.isa(), k.vec_dot_q8_0_q8_0(&x, &y), want, x.len(), m)?;
+        }
+    }
+
+    #[test]
+    fn q5_0_q4_1_q5_1_every_isa_bit_equal_to_scalar(
+        (x50, x41, x51, y0, y1) in (1usize..=12).prop_flat_map(|n| (
+            blocks::<BlockQ5_0, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ4_1, _>(n, s2(), |b, (d, m)| { b.d = d; b.m = m; }),
+            blocks::<BlockQ5_1, _>(n, s2(), |b, (d, m)| { b.d = d; b.m = m; }),
+            blocks::<BlockQ8_0, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ8_1, _>(n, s2(), |b, (d, s)| { b.d = d; b.s = s; }))),
+    ) {
+        let s = Kernels::scalar();
+        for k in all_kernels() {
+            bit_equal("q5_0_q8_0", k.isa(), k.vec_dot_q5_0_q8_0(&x50, &y0), s.vec_dot_q5_0_q8_0(&x50, &y0))?;
+            bit_equal("q4_1_q8_1", k.isa(), k.vec_dot_q4_1_q8_1(&x41, &y1), s.vec_dot_q4_1_q8_1(&x41, &y1))?;
+            bit_equal("q5_1_q8_1", k.isa(), k.vec_dot_q5_1_q8_1(&x51, &y1), s.vec_dot_q5_1_q8_1(&x51, &y1))?;
+        }
+    }
+
+    #[test]
+    fn k_quants_every_isa_bit_equal_to_scalar(
+        (x2, x3, x4, x5, x6, y) in (1usize..=5).prop_flat_map(|n| (
+            blocks::<BlockQ2_K, _>(n, s2(), |b, (d, m)| { b.d = d; b.dmin = m; }),
+            blocks::<BlockQ3_K, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ4_K, _>(n, s2(), |b, (d, m)| { b.d = d; b.dmin = m; }),
+            blocks::<BlockQ5_K, _>(n, s2(), |b, (d, m)| { b.d = d; b.dmin = m; }),
+            blocks::<BlockQ6_K, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ8_K, _>(n, scale32(), fix_q8k))),
+    ) {
+        let s = Kernels::scalar();
+        for k in all_kernels() {
+            let i = k.isa();
+            bit_equal("q2_k_q8_k", i, k.vec_dot_q2_k_q8_k(&x2, &y), s.vec_dot_q2_k_q8_k(&x2, &y))?;
+            bit_equal("q3_k_q8_k", i, k.vec_dot_q3_k_q8_k(&x3, &y), s.vec_dot_q3_k_q8_k(&x3, &y))?;
+            bit_equal("q4_k_q8_k", i, k.vec_dot_q4_k_q8_k(&x4, &y), s.vec_dot_q4_k_q8_k(&x4, &y))?;
+            bit_equal("q5_k_q8_k", i, k.vec_dot_q5_k_q8_k(&x5, &y), s.vec_dot_q5_k_q8_k(&x5, &y))?;
+            bit_equal("q6_k_q8_k", i, k.vec_dot_q6_k_q8_k(&x6, &y), s.vec_dot_q6_k_q8_k(&x6, &y))?;
+        }
+    }
+
+    #[test]
+    fn float_dots_every_isa_match_scalar_within_reorder_bound(
+        (x, y) in (0usize..=300).prop_flat_map(|n| (floats(n), floats(n))),
+    ) {
+        // Keep products finite: scale the huge values down.
+        let x: Vec<f32> = x.iter().map(|v| if v.abs() > 1e4 { v * 1e-30 } else { *v }).collect();
+        let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+        let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let xhd: Vec<f64> = xh.iter().map(|v| v.to_f64()).collect();
+        let yd: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+        let s = Kernels::scalar();
+        for k in all_kernels() {
+            close("f32_f32", k.isa(), k.vec_dot_f32_f32(&x, &y), s.vec_dot_f32_f32(&x, &y), x.len(), mag(&xd, &yd))?;
+            close("f16_f32", k.isa(), k.vec_dot_f16_f32(&xh, &y), s.vec_dot_f16_f32(&xh, &y), x.len(), mag(&xhd, &yd))?;
+        }
+    }
+
+    #[test]
+    fn quantizers_every_isa_give_reference_bytes(
+        (x32, xk) in (1usize..=8, 1usize..=3).prop_flat_map(|(n, m)| (quant_floats(n * 32), quant_floats(m * QK_K))),
+    ) {
+        let n = x32.len() / 32;
+        let mut r0 = vec![BlockQ8_0::zeroed(); n];
+        let mut r1 = vec![BlockQ8_1::zeroed(); n];
+        let mut rk = vec![BlockQ8_K::zeroed(); xk.len() / QK_K];
+        r::quantize_row_q8_0(&x32, &mut r0);
+        r::quantize_row_q8_1(&x32, &mut r1);
+        r::quantize_row_q8_k(&xk, &mut rk);
+        for k in all_kernels() {
+            let (mut a0, mut a1, mut ak) = (r0.clone(), r1.clone(), rk.clone());
+            a0.fill(BlockQ8_0::zeroed());
+            a1.fill(BlockQ8_1::zeroed());
+            ak.fill(BlockQ8_K::zeroed());
+            k.quantize_row_q8_0(&x32, &mut a0);
+            k.quantize_row_q8_1(&x32, &mut a1);
+            k.quantize_row_q8_k(&xk, &mut ak);
+            prop_assert!(bytemuck::cast_slice::<_, u8>(&a0) == bytemuck::cast_slice::<_, u8>(&r0), "q8_0 bytes differ on {}", k.isa());
+            prop_assert!(bytemuck::cast_slice::<_, u8>(&a1) == bytemuck::cast_slice::<_, u8>(&r1), "q8_1 bytes differ on {}", k.isa());
+            prop_assert!(bytemuck::cast_slice::<_, u8>(&ak) == bytemuck::cast_slice::<_, u8>(&rk), "q8_k bytes differ on {}", k.isa());
+        }
+    }
+
+    #[test]
+    fn dequantizers_every_isa_bit_equal_to_reference(
+        (x4, x8, x6, xh) in (1usize..=6).prop_flat_map(|n| (
+            blocks::<BlockQ4_0, _>(n * 2, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ8_0, _>(n * 2, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ6_K, _>(n, scale16(), |b, d| b.d = d),
+            proptest::collection::vec(any::<u16>().prop_map(f16::from_bits), n * 37))),
+    ) {
+        for k in all_kernels() {
+            let eq = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()) && a.len() == b.len();
+            let (mut got, mut want) = (vec![0.0; x4.len() * 32], vec![0.0; x4.len() * 32]);
+            k.dequantize_row_q4_0(&x4, &mut got);
+            r::dequantize_row_q4_0(&x4, &mut want);
+            prop_assert!(eq(&got, &want), "q4_0 on {}", k.isa());
+            k.dequantize_row_q8_0(&x8, &mut got);
+            r::dequantize_row_q8_0(&x8, &mut want);
+            prop_assert!(eq(&got, &want), "q8_0 on {}", k.isa());
+            let (mut got, mut want) = (vec![0.0; x6.len() * QK_K], vec![0.0; x6.len() * QK_K]);
+            k.dequantize_row_q6_k(&x6, &mut got);
+            r::dequantize_row_q6_k(&x6, &mut want);
+            prop_assert!(eq(&got, &want), "q6_k on {}", k.isa());
+            let (mut got, mut want) = (vec![0.0; xh.len()], vec![0.0; xh.len()]);
+            k.dequantize_row_f16(&xh, &mut got);
+            r::dequantize_row_f16(&xh, &mut want);
+            prop_assert!(eq(&got, &want), "f16 on {}", k.isa());
+        }
+    }
+
+    #[test]
+    fn gemm_every_isa_matches_scalar_and_writes_only_its_tile(
+        (nb, _rows, cols, w4, w8, a, r0, r1, pad) in (1usize..=5, 1usize..=11, 1usize..=10)
+            .prop_flat_map(|(nb, rows, cols)| (
+                Just(nb), Just(rows), Just(cols),
+                blocks::<BlockQ4_0, _>(nb * rows, scale16(), |b, d| b.d = d),
+                blocks::<BlockQ8_0, _>(nb * rows, scale16(), |b, d| b.d = d),
+                blocks::<BlockQ8_0, _>(nb * cols, scale16(), |b, d| b.d = d),
+                0..=rows, 0..=rows, 0usize..3)),
+    ) {
+        let (lo, hi) = (r0.min(r1), r0.max(r1));
+        let n = hi - lo;
+        let ldo = n + pad;
+        let len = if n == 0 { 3 } else { (cols - 1) * ldo + n + pad };
+        const SENTINEL: f32 = -12345.5;
+        let s = Kernels::scalar();
+        let ad = deq(r::dequantize_row_q8_0, &a, 32);
+        let w4d = deq(r::dequantize_row_q4_0, &w4, 32);
+        let w8d = deq(r::dequantize_row_q8_0, &w8, 32);
+        let k32 = nb * 32;
+        for k in all_kernels() {
+            for (name, wd) in [("gemm_q4_0_q8_0", &w4d), ("gemm_q8_0_q8_0", &w8d)] {
+                let mut out = vec![SENTINEL; len];
+                if name == "gemm_q4_0_q8_0" {
+                    k.gemm_q4_0_q8_0(&w4, &a, k32, lo..hi, &mut out, ldo);
+                } else {
+                    k.gemm_q8_0_q8_0(&w8, &a, k32, lo..hi, &mut out, ldo);
+                }
+                for (i, &v) in out.iter().enumerate() {
+                    let (c, rr) = (i / ldo.max(1), i % ldo.max(1));
+                    if n == 0 || rr >= n || c >= cols {
+                        prop_assert!(v == SENTINEL, "{name} on {}: wrote outside its tile at {i}", k.isa());
+                        continue;
+                    }
+                    let row = lo + rr;
+                    let want = if name == "gemm_q4_0_q8_0" {
+                        s.vec_dot_q4_0_q8_0(&w4[row * nb..][..nb], &a[c * nb..][..nb])
+                    } else {
+                        s.vec_dot_q8_0_q8_0(&w8[row * nb..][..nb], &a[c * nb..][..nb])
+                    };
+                    let m = mag(&wd[row * k32..][..k32], &ad[c * k32..][..k32]);
+                    close(name, k.isa(), v, want, nb, m)?;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar kernels == f64 dot of quant's reference dequantization (ggml-like error bound).
+
+/// `|scalar - f64 dot| <= 2 (nb + 16) eps M + extra`, where `M = sum (|x_i| + |x'_i|) |y_i|`
+/// and `x'` is the weight block dequantized with its min/offset negated, so `|x| + |x'|`
+/// bounds both parts of `d * q - m` even when they cancel. `extra` covers Q8_1's f16 `s`.
+fn check_vs_f64(
+    what: &str,
+    got: f32,
+    x: &[f64],
+    xalt: &[f64],
+    y: &[f64],
+    nb: usize,
+    extra: f64,
+) -> Result<(), TestCaseError> {
+    let exact: f64 = x.iter().zip(y).map(|(a, b)| a * b).sum();
+    let m: f64 = x
+        .iter()
+        .zip(xalt)
+        .zip(y)
+        .map(|((a, b), c)| (a.abs() + b.abs()) * c.abs())
+        .sum();
+    let tol = 2.0 * (nb as f64 + 16.0) * EPS * m + extra + 1e-35 * (nb as f64 + 1.0);
+    let err = (got as f64 - exact).abs();
+    prop_assert!(
+        err <= tol,
+        "{what}: scalar {got}, f64 {exact}, |err| {err} > {tol}"
+    );
+    Ok(())
+}
+
+/// Realistic activations, made by quant's reference quantizers.
+fn act_floats(n: usize) -> impl Strategy<Value = Vec<f32>> {
+    proptest::collection::vec(-3.0f32..3.0, n)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn scalar_32_value_dots_equal_f64_dot_of_reference_dequantization(
+        (x40, x50, x80, x41, x51, xf) in (1usize..=16).prop_flat_map(|n| (
+            blocks::<BlockQ4_0, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ5_0, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ8_0, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ4_1, _>(n, s2(), |b, (d, m)| { b.d = d; b.m = m; }),
+            blocks::<BlockQ5_1, _>(n, s2(), |b, (d, m)| { b.d = d; b.m = m; }),
+            act_floats(n * 32))),
+    ) {
+        let n = x40.len();
+        let s = Kernels::scalar();
+        let mut y0 = vec![BlockQ8_0::zeroed(); n];
+        let mut y1 = vec![BlockQ8_1::zeroed(); n];
+        r::quantize_row_q8_0(&xf, &mut y0);
+        r::quantize_row_q8_1(&xf, &mut y1);
+        let y0d = deq(r::dequantize_row_q8_0, &y0, 32);
+        let y1d = deq(r::dequantize_row_q8_1, &y1, 32);
+        let x = deq(r::dequantize_row_q4_0, &x40, 32);
+        check_vs_f64("q4_0_q8_0", s.vec_dot_q4_0_q8_0(&x40, &y0), &x, &x, &y0d, n, 0.0)?;
+        let x = deq(r::dequantize_row_q5_0, &x50, 32);
+        check_vs_f64("q5_0_q8_0", s.vec_dot_q5_0_q8_0(&x50, &y0), &x, &x, &y0d, n, 0.0)?;
+        let x = deq(r::dequantize_row_q8_0, &x80, 32);
+        check_vs_f64("q8_0_q8_0", s.vec_dot_q8_0_q8_0(&x80, &y0), &x, &x, &y0d, n, 0.0)?;
+        // Q8_1's `s = d * sum(q)` is stored as f16: each block may be off by |m| |s| 2^-11.
+        let s_err = |m: &[f16]| -> f64 {
+            m.iter().zip(&y1).map(|(m, y)| m.to_f64().abs() * y.s.to_f64().abs() * 2f64.powi(-10)).sum()
+        };
+        let neg41: Vec<BlockQ4_1> = x41.iter().map(|b| BlockQ4_1 { m: -b.m, ..*b }).collect();
+        let m41: Vec<f16> = x41.iter().map(|b| b.m).collect();
+        check_vs_f64("q4_1_q8_1", s.vec_dot_q4_1_q8_1(&x41, &y1),
+            &deq(r::dequantize_row_q4_1, &x41, 32), &deq(r::dequantize_row_q4_1, &neg41, 32), &y1d, n, s_err(&m41))?;
+        let neg51: Vec<BlockQ5_1> = x51.iter().map(|b| BlockQ5_1 { m: -b.m, ..*b }).collect();
+        let m51: Vec<f16> = x51.iter().map(|b| b.m).collect();
+        check_vs_f64("q5_1_q8_1", s.vec_dot_q5_1_q8_1(&x51, &y1),
+            &deq(r::dequantize_row_q5_1, &x51, 32), &deq(r::dequantize_row_q5_1, &neg51, 32), &y1d, n, s_err(&m51))?;
+    }
+
+    #[test]
+    fn scalar_k_quant_dots_equal_f64_dot_of_reference_dequantization(
+        (x2, x3, x4, x5, x6, xf) in (1usize..=4).prop_flat_map(|n| (
+            blocks::<BlockQ2_K, _>(n, s2(), |b, (d, m)| { b.d = d; b.dmin = m; }),
+            blocks::<BlockQ3_K, _>(n, scale16(), |b, d| b.d = d),
+            blocks::<BlockQ4_K, _>(n, s2(), |b, (d, m)| { b.d = d; b.dmin = m; }),
+            blocks::<BlockQ5_K, _>(n, s2(), |b, (d, m)| { b.d = d; b.dmin = m; }),
+            blocks::<BlockQ6_K, _>(n, scale16(), |b, d| b.d = d),
+            act_floats(n * QK_K))),
+    ) {
+        let n = x2.len();
+        let s = Kernels::scalar();
+        let mut y = vec![BlockQ8_K::zeroed(); n];
+        r::quantize_row_q8_k(&xf, &mut y);
+        let yd = deq(r::dequantize_row_q8_k, &y, QK_K);
+        let neg2: Vec<BlockQ2_K> = x2.iter().map(|b| BlockQ2_K { dmin: -b.dmin, ..*b }).collect();
+        check_vs_f64("q2_k_q8_k", s.vec_dot_q2_k_q8_k(&x2, &y),
+            &deq(r::dequantize_row_q2_k, &x2, QK_K), &deq(r::dequantize_row_q2_k, &neg2, QK_K), &yd, n, 0.0)?;
+        let x = deq(r::dequantize_row_q3_k, &x3, QK_K);
+        check_vs_f64("q3_k_q8_k", s.vec_dot_q3_k_q8_k(&x3, &y), &x, &x, &yd, n, 0.0)?;
+        let neg4: Vec<BlockQ4_K> = x4.iter().map(|b| BlockQ4_K { dmin: -b.dmin, ..*b }).collect();
+        check_vs_f64("q4_k_q8_k", s.vec_dot_q4_k_q8_k(&x4, &y),
+            &deq(r::dequantize_row_q4_k, &x4, QK_K), &deq(r::dequantize_row_q4_k, &neg4, QK_K), &yd, n, 0.0)?;
+        let neg5: Vec<BlockQ5_K> = x5.iter().map(|b| BlockQ5_K { dmin: -b.dmin, ..*b }).collect();
+        check_vs_f64("q5_k_q8_k", s.vec_dot_q5_k_q8_k(&x5, &y),
+            &deq(r::dequantize_row_q5_k, &x5, QK_K), &deq(r::dequantize_row_q5_k, &neg5, QK_K), &yd, n, 0.0)?;
+        let x = deq(r::dequantize_row_q6_k, &x6, QK_K);
+        check_vs_f64("q6_k_q8_k", s.vec_dot_q6_k_q8_k(&x6, &y), &x, &x, &yd, n, 0.0)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch.
+
+#[test]
+fn isa_names_round_trip_and_unknown_names_are_errors() {
+    for isa in Isa::ALL {
+        assert_eq!(isa.name().parse::<Isa>(), Ok(isa));
+    }
+    assert_eq!("AVX2".parse::<Isa>(), Ok(Isa::Avx2));
+    assert!(matches!(
+        "sse9".parse::<Isa>(),
+        Err(KernelsError::UnknownIsa(_))
+    ));
+}
+
+#[test]
+fn unsupported_isa_is_an_error_never_a_fallback() {
+    let avail = Kernels::available();
+    for isa in Isa::ALL {
+        match Kernels::from_name(isa.name()) {
+            Ok(k) => {
+                assert!(avail.contains(&isa));
+                assert_eq!(k.isa(), isa);
+            }
+            Err(e) => {
+                assert!(!avail.contains(&isa));
+                assert_eq!(e, KernelsError::Unsupported(isa));
+                assert!(e.to_string().contains(isa.name()));
+            }
+        }
+    }
+    // Neon kernels are not written: never available, on any CPU.
+    assert!(!avail.contains(&Isa::Neon));
+}
+
+#[test]
+fn detect_picks_the_last_available_isa() {
+    let avail = Kernels::available();
+    assert_eq!(
+        Kernels::detect().isa(),
+        *avail.last().expect("scalar is always available")
+    );
+    assert_eq!(Kernels::scalar().isa(), Isa::Scalar);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn available_matches_cpu_features() {
+    let f: std::collections::HashMap<_, _> = cinder_kernels::cpu_features().into_iter().collect();
+    let avx2 = f["avx2"] && f["fma"] && f["f16c"];
+    let avx512 = avx2 && f["avx512f"] && f["avx512bw"] && f["avx512vl"];
+    let avail = Kernels::available();
+    assert_eq!(avail.contains(&Isa::Avx2), avx2);
+    assert_eq!(avail.contains(&Isa::Avx512), avx512);
+    assert_eq!(avail.contains(&Isa::Avx512Vnni), avx512 && f["avx512vnni"]);
+}
+
+#[test]
+#[should_panic(expected = "length mismatch")]
+fn dot_length_mismatch_panics() {
+    let x = vec![BlockQ4_0::zeroed(); 2];
+    let y = vec![BlockQ8_0::zeroed(); 3];
+    Kernels::detect().vec_dot_q4_0_q8_0(&x, &y);
+}
+
+#[test]
+#[should_panic(expected = "out too short")]
+fn gemm_short_output_panics() {
+    let w = vec![BlockQ4_0::zeroed(); 4];
+    let a = vec![BlockQ8_0::zeroed(); 4];
+    let mut out = vec![0.0; 5];
+    Kernels::detect().gemm_q4_0_q8_0(&w, &a, 64, 0..2, &mut out, 4);
+}
+
+#[test]
+fn available_isas_are_listed() {
+    // Printed so a run's log shows which Isas the property tests covered.
+    eprintln!("kernels under test: {:?}", Kernels::available());
+}
