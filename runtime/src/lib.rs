@@ -2,3 +2,15 @@
 
 pub mod mmap;
 pub mod tokenizer;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod kv_cache;
+pub mod matmul;
+pub mod model;
+pub mod ops;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use kv_cache::KvType;
+pub use model::{Model, Session, SessionOptions};

@@ -1,0 +1,121 @@
+//! The one error type of the cinder library (the binary wraps it in `anyhow`).
+
+use std::path::PathBuf;
+
+use cinder_quant::GgmlType;
+
+/// Everything that can go wrong loading a model or running it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model file could not be opened or mapped.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a well-formed GGUF file.
+    #[error("{}: {source}", path.display())]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What the GGUF reader found.
+        #[source]
+        source: cinder_quant::Error,
+    },
+    /// `general.architecture` is not `llama`.
+    #[error("{}: architecture {found:?} is not supported (cinder runs \"llama\")", path.display())]
+    Architecture {
+        /// The file.
+        path: PathBuf,
+        /// The architecture the file names.
+        found: String,
+    },
+    /// A metadata key is missing, has the wrong type or an impossible value.
+    #[error("{}: metadata key {key}: {reason}", path.display())]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor the model needs is absent.
+    #[error("{}: missing tensor {name}", path.display())]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+    },
+    /// A tensor's shape does not match the configuration.
+    #[error("{}: tensor {name} has shape {found:?}, expected {expected:?} (innermost first)", path.display())]
+    TensorShape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+        /// Shape in the file.
+        found: Vec<u64>,
+        /// Shape the configuration implies.
+        expected: Vec<u64>,
+    },
+    /// A tensor's type cannot be used where it is.
+    #[error("{}: tensor {name} has type {ty}, which cinder cannot use here ({reason})", path.display())]
+    TensorType {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+        /// Its type.
+        ty: GgmlType,
+        /// Which types are accepted.
+        reason: &'static str,
+    },
+    /// A tensor's data is not aligned for its element type.
+    #[error("{}: tensor {name} data is not aligned for type {ty}", path.display())]
+    TensorAlignment {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// A token id outside the vocabulary.
+    #[error("token id {id} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange {
+        /// The id.
+        id: u32,
+        /// Vocabulary size.
+        vocab: usize,
+    },
+    /// The tokens do not fit the session's context.
+    #[error("context full: {position} tokens + {new} new exceed the context size {ctx_size}")]
+    ContextFull {
+        /// Tokens already in the cache.
+        position: usize,
+        /// Tokens being added.
+        new: usize,
+        /// The session's context size.
+        ctx_size: usize,
+    },
+    /// A session option is impossible (zero sizes, a context larger than the model's).
+    #[error("invalid session option: {0}")]
+    BadOption(String),
+    /// Dequantizing an embedding row failed.
+    #[error("tensor {name}: {source}")]
+    Dequantize {
+        /// The tensor name.
+        name: String,
+        /// What the reference dequantizer said.
+        #[source]
+        source: cinder_quant::Error,
+    },
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,270 @@
+//! The Llama forward pass over a batch of tokens, and the scratch state it runs in.
+
+use cinder_kernels::Kernels;
+use cinder_quant::GgmlType;
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::matmul::{MatmulScratch, matmul};
+use crate::model::Model;
+use crate::ops::{RopeTable, add, rmsnorm, softmax, swiglu};
+use crate::weights::Tensor;
+
+/// Below this many attention multiply-adds per token, heads run on the calling thread.
+const PARALLEL_ATTENTION_MIN_WORK: usize = 1 << 14;
+
+/// Which logits a forward pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only those of the last token of the batch (generation).
+    Last,
+    /// Those of every token of the batch (perplexity, tests).
+    All,
+}
+
+/// Every buffer the forward pass writes, allocated once for `max_batch` tokens.
+#[derive(Debug)]
+pub struct State {
+    max_batch: usize,
+    /// Residual stream, `[batch][dim]`.
+    x: Vec<f32>,
+    /// Normalized input of a sub-layer / its output before the residual add, `[batch][dim]`.
+    xb: Vec<f32>,
+    /// Queries, `[batch][n_heads * head_dim]`.
+    q: Vec<f32>,
+    /// Keys, `[batch][kv_dim]`.
+    k: Vec<f32>,
+    /// Values, `[batch][kv_dim]`.
+    v: Vec<f32>,
+    /// Attention output (heads concatenated), `[batch][dim]`.
+    attn: Vec<f32>,
+    /// Attention weights of one token, `[n_heads][ctx_size]`.
+    att: Vec<f32>,
+    /// SwiGLU gate, `[batch][ffn]`.
+    gate: Vec<f32>,
+    /// SwiGLU up, `[batch][ffn]`.
+    up: Vec<f32>,
+    /// Logits, `[batch][vocab]` (row 0 only when just the last token's are asked for).
+    logits: Vec<f32>,
+    /// Rotary cos/sin for every position of the context.
+    rope: RopeTable,
+    /// Quantized activations and output tiles of the matmuls.
+    mm: MatmulScratch,
+}
+
+impl State {
+    /// Buffers for batches of up to `max_batch` tokens and a context of `ctx_size` positions.
+    pub fn new(c: &Config, max_batch: usize, ctx_size: usize) -> Self {
+        let b = max_batch;
+        let max_cols = c.dim.max(c.ffn_dim);
+        let max_rows = c.dim.max(c.ffn_dim).max(c.vocab_size);
+        State {
+            max_batch,
+            x: vec![0.0; b * c.dim],
+            xb: vec![0.0; b * c.dim],
+            q: vec![0.0; b * c.dim],
+            k: vec![0.0; b * c.kv_dim()],
+            v: vec![0.0; b * c.kv_dim()],
+            attn: vec![0.0; b * c.dim],
+            att: vec![0.0; c.n_heads * ctx_size],
+            gate: vec![0.0; b * c.ffn_dim],
+            up: vec![0.0; b * c.ffn_dim],
+            logits: vec![0.0; b * c.vocab_size],
+            rope: RopeTable::new(ctx_size, c.rope_dim, c.rope_base),
+            mm: MatmulScratch::new(b, max_cols, max_rows),
+        }
+    }
+
+    /// Largest batch [`forward`] accepts.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// The logits the last [`forward`] computed: `[rows][vocab]`, where rows is the batch size
+    /// for [`Logits::All`] and 1 for [`Logits::Last`].
+    pub fn logits(&self, rows: usize, vocab: usize) -> &[f32] {
+        &self.logits[..rows * vocab]
+    }
+}
+
+/// Run the model on `tokens`, at positions `pos..pos + tokens.len()`, given the keys and values
+/// of positions `0..pos` in `kv`; stores this batch's keys and values in `kv` and the requested
+/// logits in `s` (see [`State::logits`]).
+///
+/// Panics unless `1 <= tokens.len() <= s.max_batch()` and the positions fit `kv` and `s`'s
+/// context (the session checks both); unknown token ids are an error.
+pub fn forward(
+    model: &Model,
+    kv: &mut KvCache,
+    s: &mut State,
+    tokens: &[u32],
+    pos: usize,
+    which: Logits,
+) -> Result<()> {
+    let c = model.config();
+    let w = model.weights();
+    let k = model.kernels();
+    let file = model.bytes();
+    let n = tokens.len();
+    assert!(n >= 1 && n <= s.max_batch, "forward: batch of {n} tokens");
+    assert!(
+        pos + n <= kv.ctx_size() && pos + n <= s.rope.positions(),
+        "forward: context"
+    );
+    let (dim, kv_dim, hd) = (c.dim, c.kv_dim(), c.head_dim);
+    let (ffn, vocab, eps) = (c.ffn_dim, c.vocab_size, c.norm_eps);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let State {
+        x,
+        xb,
+        q,
+        k: kb,
+        v: vb,
+        attn,
+        att,
+        gate,
+        up,
+        logits,
+        rope,
+        mm,
+        ..
+    } = s;
+    let x = &mut x[..n * dim];
+    let xb = &mut xb[..n * dim];
+    let q = &mut q[..n * dim];
+    let kb = &mut kb[..n * kv_dim];
+    let vb = &mut vb[..n * kv_dim];
+    let attn = &mut attn[..n * dim];
+    let gate = &mut gate[..n * ffn];
+    let up = &mut up[..n * ffn];
+
+    // x[n][dim] = token_embd[tokens]
+    for (&id, xr) in tokens.iter().zip(x.chunks_exact_mut(dim)) {
+        if id as usize >= vocab {
+            return Err(Error::TokenOutOfRange { id, vocab });
+        }
+        embed(k, file, &w.token_embd, id as usize, xr)?;
+    }
+
+    for (l, lw) in w.layers.iter().enumerate() {
+        // --- attention block ---
+        // xb[n][dim] = RMSNorm(x) * attn_norm
+        let norm = lw.attn_norm.f32s(file)?;
+        for (o, xr) in xb.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+            rmsnorm(o, xr, norm, eps);
+        }
+        // q[n][dim] = xb Wq^T, k[n][kv_dim] = xb Wk^T, v[n][kv_dim] = xb Wv^T
+        matmul(k, file, &lw.wq, xb, q, mm)?;
+        matmul(k, file, &lw.wk, xb, kb, mm)?;
+        matmul(k, file, &lw.wv, xb, vb, mm)?;
+        // RoPE on q and k: adjacent pairs of each head, at each token's position; then
+        // k, v -> cache[l][pos + t].
+        for t in 0..n {
+            rope.apply(&mut q[t * dim..(t + 1) * dim], hd, pos + t);
+            rope.apply(&mut kb[t * kv_dim..(t + 1) * kv_dim], hd, pos + t);
+            kv.store(
+                l,
+                pos + t,
+                &kb[t * kv_dim..(t + 1) * kv_dim],
+                &vb[t * kv_dim..(t + 1) * kv_dim],
+            );
+        }
+        // attn[t][h] = softmax(q[t][h] . K[0..=p][h / group] / sqrt(hd)) . V[0..=p][h / group]
+        // for each token t at position p = pos + t (causal) and query head h.
+        let kv_ref = &*kv;
+        for t in 0..n {
+            let n_pos = pos + t + 1;
+            let q_t = &q[t * dim..(t + 1) * dim];
+            let head = |(h, (o, sc)): (usize, (&mut [f32], &mut [f32]))| {
+                let kv_off = (h / c.gqa_group()) * hd;
+                let sc = &mut sc[..n_pos];
+                kv_ref.key_scores(k, l, kv_off, &q_t[h * hd..(h + 1) * hd], sc);
+                sc.iter_mut().for_each(|v| *v *= scale);
+                softmax(sc);
+                kv_ref.mix_values(k, l, kv_off, sc, o);
+            };
+            let out = &mut attn[t * dim..(t + 1) * dim];
+            let ctx = att.len() / c.n_heads;
+            if n_pos * dim >= PARALLEL_ATTENTION_MIN_WORK {
+                out.par_chunks_mut(hd)
+                    .zip(att.par_chunks_mut(ctx))
+                    .enumerate()
+                    .for_each(head);
+            } else {
+                out.chunks_mut(hd)
+                    .zip(att.chunks_mut(ctx))
+                    .enumerate()
+                    .for_each(head);
+            }
+        }
+        // x[n][dim] += attn Wo^T
+        matmul(k, file, &lw.wo, attn, xb, mm)?;
+        add(x, xb);
+
+        // --- feed-forward block ---
+        // xb[n][dim] = RMSNorm(x) * ffn_norm
+        let norm = lw.ffn_norm.f32s(file)?;
+        for (o, xr) in xb.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+            rmsnorm(o, xr, norm, eps);
+        }
+        // gate[n][ffn] = xb Wgate^T, up[n][ffn] = xb Wup^T, gate = silu(gate) * up
+        matmul(k, file, &lw.w_gate, xb, gate, mm)?;
+        matmul(k, file, &lw.w_up, xb, up, mm)?;
+        swiglu(gate, up);
+        // x[n][dim] += gate Wdown^T
+        matmul(k, file, &lw.w_down, gate, xb, mm)?;
+        add(x, xb);
+    }
+
+    // logits[rows][vocab] = RMSNorm(x[rows]) * output_norm . Wout^T, rows = all or the last
+    let first = match which {
+        Logits::All => 0,
+        Logits::Last => n - 1,
+    };
+    let rows = n - first;
+    let norm = w.output_norm.f32s(file)?;
+    let xb = &mut xb[..rows * dim];
+    for (o, xr) in xb
+        .chunks_exact_mut(dim)
+        .zip(x[first * dim..].chunks_exact(dim))
+    {
+        rmsnorm(o, xr, norm, eps);
+    }
+    matmul(k, file, &w.output, xb, &mut logits[..rows * vocab], mm)?;
+    Ok(())
+}
+
+/// `out = row `id` of the embedding table`, dequantized.
+fn embed(k: &Kernels, file: &[u8], t: &Tensor, id: usize, out: &mut [f32]) -> Result<()> {
+    let rb = t.row_bytes();
+    let row = &t.bytes(file)[id * rb..(id + 1) * rb];
+    let done = match t.ty() {
+        GgmlType::F32 => bytemuck::try_cast_slice(row)
+            .map(|r| out.copy_from_slice(r))
+            .is_ok(),
+        GgmlType::F16 => bytemuck::try_cast_slice(row)
+            .map(|r| k.dequantize_row_f16(r, out))
+            .is_ok(),
+        GgmlType::Q4_0 => bytemuck::try_cast_slice(row)
+            .map(|r| k.dequantize_row_q4_0(r, out))
+            .is_ok(),
+        GgmlType::Q8_0 => bytemuck::try_cast_slice(row)
+            .map(|r| k.dequantize_row_q8_0(r, out))
+            .is_ok(),
+        GgmlType::Q6_K => bytemuck::try_cast_slice(row)
+            .map(|r| k.dequantize_row_q6_k(r, out))
+            .is_ok(),
+        _ => false,
+    };
+    if !done {
+        cinder_quant::reference::dequantize(t.ty(), row, out).map_err(|source| {
+            Error::Dequantize {
+                name: t.name().to_string(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}

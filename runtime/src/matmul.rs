@@ -1,0 +1,260 @@
+//! `out = x W^T` for a batch of activation rows and one weight matrix of any supported type.
+//!
+//! The activations are converted ONCE per call to the format the weight type's dot product
+//! wants (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the k-quants, f32 for float
+//! weights). The weight rows are then split into chunks that rayon threads take, so each thread
+//! streams its own part of the matrix; a chunk computes every token against its rows with the
+//! tiled gemm where the kernels have one, else one `vec_dot` per (row, token).
+
+use std::ops::Range;
+
+use cinder_kernels::Kernels;
+use cinder_quant::block::{BlockQ8_0, BlockQ8_1, BlockQ8_K, QK};
+use cinder_quant::dtype::QK_K;
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::weights::{Tensor, View};
+
+/// Weight rows per work item.
+const CHUNK_ROWS: usize = 32;
+
+/// Below this many multiply-adds a matmul runs on the calling thread (threads cost more).
+const PARALLEL_MIN_WORK: usize = 1 << 15;
+
+/// Scratch of [`matmul`], allocated once for the largest batch and matrix.
+#[derive(Debug)]
+pub struct MatmulScratch {
+    q8_0: Vec<BlockQ8_0>,
+    q8_1: Vec<BlockQ8_1>,
+    q8_k: Vec<BlockQ8_K>,
+    /// Per-chunk output tiles (`chunk rows x tokens`), used when the batch has more than one
+    /// token.
+    tiles: Vec<f32>,
+}
+
+impl MatmulScratch {
+    /// Scratch for up to `max_batch` tokens, rows of at most `max_cols` inputs and matrices of
+    /// at most `max_rows` outputs.
+    pub fn new(max_batch: usize, max_cols: usize, max_rows: usize) -> Self {
+        MatmulScratch {
+            q8_0: vec![bytemuck::Zeroable::zeroed(); max_batch * max_cols.div_ceil(QK)],
+            q8_1: vec![bytemuck::Zeroable::zeroed(); max_batch * max_cols.div_ceil(QK)],
+            q8_k: vec![bytemuck::Zeroable::zeroed(); max_batch * max_cols.div_ceil(QK_K)],
+            tiles: vec![0.0; max_batch * max_rows],
+        }
+    }
+}
+
+/// `out[t][r] = dot(W row r, x[t])` for every token `t < n` and row `r` of `w`.
+///
+/// `x` is `[n][w.cols()]` (token-major), `out` is `[n][w.rows()]`. Panics if the lengths do not
+/// say so or `n` exceeds the scratch's batch size.
+pub fn matmul(
+    kernels: &Kernels,
+    file: &[u8],
+    w: &Tensor,
+    x: &[f32],
+    out: &mut [f32],
+    s: &mut MatmulScratch,
+) -> Result<()> {
+    let (rows, cols) = (w.rows(), w.cols());
+    assert!(
+        cols > 0 && x.len() % cols == 0,
+        "matmul {}: activations are not whole rows",
+        w.name()
+    );
+    let n = x.len() / cols;
+    assert_eq!(out.len(), n * rows, "matmul {}: output length", w.name());
+    if n == 0 {
+        return Ok(());
+    }
+    let k = kernels;
+    let tiles = &mut s.tiles;
+    match w.view(file)? {
+        View::F32(wv) => run(rows, cols, n, out, tiles, |r, t, o| {
+            dot_rows(wv, cols, x, cols, r, t, o, |a, b| k.vec_dot_f32_f32(a, b))
+        }),
+        View::F16(wv) => run(rows, cols, n, out, tiles, |r, t, o| {
+            dot_rows(wv, cols, x, cols, r, t, o, |a, b| k.vec_dot_f16_f32(a, b))
+        }),
+        View::BF16(wv) => run(rows, cols, n, out, tiles, |r, t, o| {
+            dot_rows(wv, cols, x, cols, r, t, o, dot_bf16_f32)
+        }),
+        View::Q4_0(wv) => {
+            let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| {
+                k.quantize_row_q8_0(x, q)
+            });
+            run(rows, cols, n, out, tiles, |r, _t, o| {
+                let len = r.len();
+                k.gemm_q4_0_q8_0(wv, a, cols, r, o, len)
+            })
+        }
+        View::Q8_0(wv) => {
+            let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| {
+                k.quantize_row_q8_0(x, q)
+            });
+            run(rows, cols, n, out, tiles, |r, _t, o| {
+                let len = r.len();
+                k.gemm_q8_0_q8_0(wv, a, cols, r, o, len)
+            })
+        }
+        View::Q5_0(wv) => {
+            let nb = cols / QK;
+            let a = quantize(x, n, nb, &mut s.q8_0, |x, q| k.quantize_row_q8_0(x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q5_0_q8_0(a, b))
+            })
+        }
+        View::Q4_1(wv) => {
+            let nb = cols / QK;
+            let a = quantize(x, n, nb, &mut s.q8_1, |x, q| k.quantize_row_q8_1(x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q4_1_q8_1(a, b))
+            })
+        }
+        View::Q5_1(wv) => {
+            let nb = cols / QK;
+            let a = quantize(x, n, nb, &mut s.q8_1, |x, q| k.quantize_row_q8_1(x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q5_1_q8_1(a, b))
+            })
+        }
+        View::Q2K(wv) => {
+            let nb = cols / QK_K;
+            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q2_k_q8_k(a, b))
+            })
+        }
+        View::Q3K(wv) => {
+            let nb = cols / QK_K;
+            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q3_k_q8_k(a, b))
+            })
+        }
+        View::Q4K(wv) => {
+            let nb = cols / QK_K;
+            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q4_k_q8_k(a, b))
+            })
+        }
+        View::Q5K(wv) => {
+            let nb = cols / QK_K;
+            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q5_k_q8_k(a, b))
+            })
+        }
+        View::Q6K(wv) => {
+            let nb = cols / QK_K;
+            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q6_k_q8_k(a, b))
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Convert the `n` activation rows of `x` to `nb` blocks each with `f`; returns the `n * nb`
+/// blocks written.
+fn quantize<'a, B>(
+    x: &[f32],
+    n: usize,
+    nb: usize,
+    q: &'a mut [B],
+    f: impl Fn(&[f32], &mut [B]),
+) -> &'a [B] {
+    let q = &mut q[..n * nb];
+    for (xr, qr) in x.chunks_exact(x.len() / n).zip(q.chunks_exact_mut(nb)) {
+        f(xr, qr);
+    }
+    q
+}
+
+/// Split the `rows` weight rows into chunks and let `tile(rows, n, out)` fill, for its chunk,
+/// `out[t * rows.len() + (r - rows.start)]` for every token `t < n`. With one token the tiles
+/// are the output itself; with more they go through `tiles` and are scattered to the
+/// token-major `out[t][r]`.
+fn run(
+    rows: usize,
+    cols: usize,
+    n: usize,
+    out: &mut [f32],
+    tiles: &mut [f32],
+    tile: impl Fn(Range<usize>, usize, &mut [f32]) + Sync,
+) {
+    let parallel = rows * cols * n >= PARALLEL_MIN_WORK;
+    let work = |(j, o): (usize, &mut [f32])| {
+        let start = j * CHUNK_ROWS;
+        tile(start..start + o.len() / n, n, o)
+    };
+    let buf: &mut [f32] = if n == 1 { out } else { &mut tiles[..rows * n] };
+    if parallel {
+        buf.par_chunks_mut(CHUNK_ROWS * n)
+            .enumerate()
+            .for_each(work);
+    } else {
+        buf.chunks_mut(CHUNK_ROWS * n).enumerate().for_each(work);
+    }
+    if n > 1 {
+        // Tile j holds rows j*CHUNK_ROWS.. for every token; copy them to out[t][r].
+        let tiles = &tiles[..rows * n];
+        let scatter = |(t, o): (usize, &mut [f32])| {
+            for (j, tile) in tiles.chunks(CHUNK_ROWS * n).enumerate() {
+                let len = tile.len() / n;
+                let r0 = j * CHUNK_ROWS;
+                o[r0..r0 + len].copy_from_slice(&tile[t * len..(t + 1) * len]);
+            }
+        };
+        if parallel {
+            out.par_chunks_mut(rows).enumerate().for_each(scatter);
+        } else {
+            out.chunks_mut(rows).enumerate().for_each(scatter);
+        }
+    }
+}
+
+/// The generic tile: `out[t * len + (r - rows.start)] = dot(w row r, a row t)`, where a weight
+/// row is `wr` elements of `w` and an activation row `ar` elements of `a`. Each weight row is
+/// read once and dotted with every token.
+#[allow(clippy::too_many_arguments)]
+fn dot_rows<W, A>(
+    w: &[W],
+    wr: usize,
+    a: &[A],
+    ar: usize,
+    rows: Range<usize>,
+    n: usize,
+    out: &mut [f32],
+    dot: impl Fn(&[W], &[A]) -> f32,
+) {
+    let len = rows.len();
+    for (i, r) in rows.enumerate() {
+        let row = &w[r * wr..(r + 1) * wr];
+        for t in 0..n {
+            out[t * len + i] = dot(row, &a[t * ar..(t + 1) * ar]);
+        }
+    }
+}
+
+/// bfloat16 weights (raw bits) . f32 activations; the widening to f32 is exact.
+pub fn dot_bf16_f32(w: &[u16], x: &[f32]) -> f32 {
+    assert_eq!(w.len(), x.len(), "dot_bf16_f32: length mismatch");
+    let mut acc = [0f32; 8];
+    let (wc, wt) = w.split_at(w.len() / 8 * 8);
+    let (xc, xt) = x.split_at(wc.len());
+    for (wb, xb) in wc.chunks_exact(8).zip(xc.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += f32::from_bits(u32::from(wb[i]) << 16) * xb[i];
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for (&wv, &xv) in wt.iter().zip(xt) {
+        sum += f32::from_bits(u32::from(wv) << 16) * xv;
+    }
+    sum
+}

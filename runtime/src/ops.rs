@@ -1,0 +1,133 @@
+//! The small element-wise operations of the forward pass: RMSNorm, rotary embeddings, softmax,
+//! SwiGLU and the residual add. All work in place or into caller-provided buffers.
+
+/// `out = x / sqrt(mean(x^2) + eps) * w` for one row.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    assert!(
+        out.len() == x.len() && w.len() == x.len(),
+        "rmsnorm: length mismatch"
+    );
+    let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let scale = (1.0 / (ss / x.len() as f64 + f64::from(eps)).sqrt()) as f32;
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * scale * g;
+    }
+}
+
+/// `cos` and `sin` of every (position, frequency) pair of rotary embeddings, computed once.
+#[derive(Debug, Clone)]
+pub struct RopeTable {
+    /// Pairs rotated per head: `rope_dim / 2`.
+    half: usize,
+    /// `[positions][half]`.
+    cos: Vec<f32>,
+    /// `[positions][half]`.
+    sin: Vec<f32>,
+}
+
+impl RopeTable {
+    /// The table for `positions` positions: pair `i` of a head at position `p` turns by
+    /// `p * base^(-2i / rope_dim)` (computed in f32 like the reference implementation).
+    pub fn new(positions: usize, rope_dim: usize, base: f32) -> Self {
+        let half = rope_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / rope_dim as f32))
+            .collect();
+        let mut cos = Vec::with_capacity(positions * half);
+        let mut sin = Vec::with_capacity(positions * half);
+        for p in 0..positions {
+            for &f in &inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        RopeTable { half, cos, sin }
+    }
+
+    /// Rotate the adjacent pairs `(2i, 2i + 1)`, `i < rope_dim / 2`, of every `head_dim`-wide
+    /// head in `x` by the angles of position `pos` (GGUF / llama.cpp "normal" RoPE).
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+        assert!(
+            x.len() % head_dim == 0 && 2 * self.half <= head_dim,
+            "rope: bad head size"
+        );
+        let cos = &self.cos[pos * self.half..(pos + 1) * self.half];
+        let sin = &self.sin[pos * self.half..(pos + 1) * self.half];
+        for head in x.chunks_exact_mut(head_dim) {
+            for ((pair, &c), &s) in head.chunks_exact_mut(2).zip(cos).zip(sin) {
+                let (a, b) = (pair[0], pair[1]);
+                pair[0] = a * c - b * s;
+                pair[1] = a * s + b * c;
+            }
+        }
+    }
+
+    /// Positions the table covers.
+    pub fn positions(&self) -> usize {
+        self.cos.len().checked_div(self.half).unwrap_or(usize::MAX)
+    }
+}
+
+/// In-place softmax.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SwiGLU: `gate = silu(gate) * up`, with `silu(g) = g / (1 + e^-g)`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len(), "swiglu: length mismatch");
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// Residual connection: `x += y`.
+pub fn add(x: &mut [f32], y: &[f32]) {
+    assert_eq!(x.len(), y.len(), "add: length mismatch");
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_rotates_adjacent_pairs_by_position_times_frequency() {
+        let t = RopeTable::new(4, 4, 10000.0);
+        let mut x = vec![1.0, 0.0, 1.0, 0.0];
+        t.apply(&mut x, 4, 3);
+        // Pair 0 turns by 3 rad, pair 1 by 3 * 10000^(-1/2) rad.
+        let a1 = 3.0f32 * 0.01;
+        let want = [3f32.cos(), 3f32.sin(), a1.cos(), a1.sin()];
+        for (g, w) in x.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{x:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut x = vec![1.0, 3.0, 2.0, -100.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[1] > x[2] && x[2] > x[0] && x[0] > x[3]);
+    }
+
+    #[test]
+    fn rmsnorm_of_constant_row_is_the_weight() {
+        let mut out = [0.0; 4];
+        rmsnorm(&mut out, &[2.0; 4], &[1.0, 2.0, 3.0, 4.0], 0.0);
+        assert_eq!(out, [1.0, 2.0, 3.0, 4.0]);
+    }
+}

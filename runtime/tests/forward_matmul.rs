@@ -1,0 +1,103 @@
+//! `matmul` for every weight type and every kernel set of this CPU, against a float64 oracle
+//! built from quant's reference dequantizers: the weights dequantized, the activations
+//! quantized and dequantized with the reference quantizer of the dot format of that weight type.
+
+use cinder::matmul::{MatmulScratch, matmul};
+use cinder::weights::{MATRIX_TYPES, Tensor};
+use cinder_kernels::Kernels;
+use cinder_quant::GgmlType;
+use cinder_quant::reference::{dequantize, quantize};
+
+/// Deterministic values in [-1, 1).
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+        })
+        .collect()
+}
+
+/// The activation format the dot product of weight type `ty` uses.
+fn act_type(ty: GgmlType) -> GgmlType {
+    use GgmlType as T;
+    match ty {
+        T::Q4_0 | T::Q5_0 | T::Q8_0 => T::Q8_0,
+        T::Q4_1 | T::Q5_1 => T::Q8_1,
+        T::Q2_K | T::Q3_K | T::Q4_K | T::Q5_K | T::Q6_K => T::Q8_K,
+        _ => T::F32,
+    }
+}
+
+/// Round trip through type `ty` with the reference code.
+fn through(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+    let mut q = vec![0u8; ty.row_bytes(x.len()).expect("whole blocks")];
+    quantize(ty, x, &mut q).expect("quantize");
+    let mut y = vec![0f32; x.len()];
+    dequantize(ty, &q, &mut y).expect("dequantize");
+    y
+}
+
+#[test]
+fn matmul_matches_reference_dot_products_for_every_type_batch_size_and_isa() {
+    let (rows, cols) = (70, 512); // 70: a partial chunk of rows; 512: two k-quant super-blocks
+    for &ty in MATRIX_TYPES {
+        let w = noise(rows * cols, ty.id().into());
+        // The weight bytes in an 8-byte aligned buffer, like tensor data in a mapped file.
+        let row_bytes = ty.row_bytes(cols).expect("row");
+        let mut words = vec![0u64; (rows * row_bytes).div_ceil(8)];
+        let file: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        quantize(ty, &w, &mut file[..rows * row_bytes]).expect("quantize weights");
+        let file: &[u8] = file;
+        let t = Tensor::from_parts("w", ty, rows, cols, 0..rows * row_bytes);
+        let mut wd = vec![0f32; rows * cols];
+        dequantize(ty, &file[..rows * row_bytes], &mut wd).expect("dequantize weights");
+
+        for n in [1usize, 5] {
+            let x = noise(n * cols, 1000 + n as u64);
+            // Q8_1 also stores s = d * sum(q) as f16, which the Q4_1/Q5_1 dot products use for
+            // the block minimum: that rounding (2^-11 relative per block) is in the format.
+            let tol = if act_type(ty) == GgmlType::Q8_1 {
+                1e-4
+            } else {
+                1e-5
+            };
+            let xa: Vec<f32> = x
+                .chunks(cols)
+                .flat_map(|r| through(act_type(ty), r))
+                .collect();
+            for isa in Kernels::available() {
+                let k = Kernels::new(isa).expect("available");
+                let mut s = MatmulScratch::new(8, cols, rows);
+                let mut out = vec![f32::NAN; n * rows];
+                matmul(&k, file, &t, &x, &mut out, &mut s).expect("matmul");
+                for tok in 0..n {
+                    for r in 0..rows {
+                        let (wr, xr) = (
+                            &wd[r * cols..(r + 1) * cols],
+                            &xa[tok * cols..(tok + 1) * cols],
+                        );
+                        let want: f64 = wr
+                            .iter()
+                            .zip(xr)
+                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                            .sum();
+                        let scale: f64 = wr
+                            .iter()
+                            .zip(xr)
+                            .map(|(&a, &b)| f64::from(a * b).abs())
+                            .sum();
+                        let got = f64::from(out[tok * rows + r]);
+                        assert!(
+                            (got - want).abs() <= tol * scale + 1e-6,
+                            "{ty} {isa} n={n} token {tok} row {r}: got {got}, want {want} (scale {scale})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
