@@ -55,7 +55,10 @@ fn copy_model(name: &str, dir: &Path) -> PathBuf {
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// Checkpoint tensor as f32 (the fixtures' f32 stories260k).
@@ -88,16 +91,40 @@ fn to_hf_order(w: &[f32], heads: usize, rows: usize, cols: usize) -> Vec<f32> {
 fn f32_conversion_keeps_every_weight_and_permutes_q_and_k_per_head() {
     let tmp = TempDir::new("f32");
     let out = tmp.0.join("s.gguf");
-    run(&options(&fixtures::path("models/stories260k"), &out, FileType::F32)).unwrap();
+    run(&options(
+        &fixtures::path("models/stories260k"),
+        &out,
+        FileType::F32,
+    ))
+    .unwrap();
     let bytes = std::fs::read(&out).unwrap();
     let g = Gguf::parse(&bytes).unwrap();
-    assert!(g.tensor("output.weight").is_none(), "tied embeddings: no output.weight");
+    assert!(
+        g.tensor("output.weight").is_none(),
+        "tied embeddings: no output.weight"
+    );
     assert_eq!(g.tensors().len(), 2 + 5 * 9);
     for (gguf, hf, heads) in [
-        ("blk.2.attn_q.weight", "model.layers.2.self_attn.q_proj.weight", Some(8)),
-        ("blk.2.attn_k.weight", "model.layers.2.self_attn.k_proj.weight", Some(4)),
-        ("blk.2.attn_v.weight", "model.layers.2.self_attn.v_proj.weight", None),
-        ("blk.4.ffn_down.weight", "model.layers.4.mlp.down_proj.weight", None),
+        (
+            "blk.2.attn_q.weight",
+            "model.layers.2.self_attn.q_proj.weight",
+            Some(8),
+        ),
+        (
+            "blk.2.attn_k.weight",
+            "model.layers.2.self_attn.k_proj.weight",
+            Some(4),
+        ),
+        (
+            "blk.2.attn_v.weight",
+            "model.layers.2.self_attn.v_proj.weight",
+            None,
+        ),
+        (
+            "blk.4.ffn_down.weight",
+            "model.layers.4.mlp.down_proj.weight",
+            None,
+        ),
         ("token_embd.weight", "model.embed_tokens.weight", None),
         ("output_norm.weight", "model.norm.weight", None),
     ] {
@@ -114,7 +141,10 @@ fn f32_conversion_keeps_every_weight_and_permutes_q_and_k_per_head() {
         assert!(got == want, "{gguf} differs from {hf}");
     }
     assert_eq!(g.get_u32("llama.attention.head_count_kv").unwrap(), 4);
-    assert_eq!(g.get_f32("llama.attention.layer_norm_rms_epsilon").unwrap(), 1e-5);
+    assert_eq!(
+        g.get_f32("llama.attention.layer_norm_rms_epsilon").unwrap(),
+        1e-5
+    );
     assert_eq!(g.get_f32("llama.rope.freq_base").unwrap(), 10000.0);
     assert_eq!(g.get_u32("general.file_type").unwrap(), 0);
     assert_eq!(g.get_str_array("tokenizer.ggml.tokens").unwrap().len(), 512);
@@ -125,24 +155,46 @@ fn f32_conversion_keeps_every_weight_and_permutes_q_and_k_per_head() {
 fn sharded_f16_and_bf16_gqa_checkpoints_convert_with_expected_types() {
     let tmp = TempDir::new("types");
     let out = tmp.0.join("t.gguf");
-    let s = run(&options(&fixtures::path("models/tiny-llama2-f16"), &out, FileType::Q4_K_M)).unwrap();
+    let s = run(&options(
+        &fixtures::path("models/tiny-llama2-f16"),
+        &out,
+        FileType::Q4_K_M,
+    ))
+    .unwrap();
     let bytes = std::fs::read(&out).unwrap();
     let g = Gguf::parse(&bytes).unwrap();
     // 128-wide rows do not fit Q4_K/Q6_K super-blocks: llama-quantize's fallbacks apply.
-    assert_eq!(g.tensor("blk.0.attn_q.weight").unwrap().ty(), GgmlType::Q5_0);
+    assert_eq!(
+        g.tensor("blk.0.attn_q.weight").unwrap().ty(),
+        GgmlType::Q5_0
+    );
     assert_eq!(g.tensor("output.weight").unwrap().ty(), GgmlType::Q8_0);
     // ffn_down rows are 352 wide: 352 = 11 * 32, Q5_0 fits.
-    assert_eq!(g.tensor("blk.0.ffn_down.weight").unwrap().ty(), GgmlType::Q5_0);
-    assert_eq!(g.tensor("blk.0.attn_norm.weight").unwrap().ty(), GgmlType::F32);
+    assert_eq!(
+        g.tensor("blk.0.ffn_down.weight").unwrap().ty(),
+        GgmlType::Q5_0
+    );
+    assert_eq!(
+        g.tensor("blk.0.attn_norm.weight").unwrap().ty(),
+        GgmlType::F32
+    );
     assert_eq!(g.get_u32("general.file_type").unwrap(), 15);
     assert_eq!(s.file_bytes, bytes.len() as u64);
 
     let out = tmp.0.join("g.gguf");
-    run(&options(&fixtures::path("models/tiny-llama2-bf16-gqa"), &out, FileType::BF16)).unwrap();
+    run(&options(
+        &fixtures::path("models/tiny-llama2-bf16-gqa"),
+        &out,
+        FileType::BF16,
+    ))
+    .unwrap();
     let bytes = std::fs::read(&out).unwrap();
     let g = Gguf::parse(&bytes).unwrap();
     assert_eq!(g.tensor("blk.1.attn_k.weight").unwrap().dims(), &[192, 64]);
-    assert_eq!(g.tensor("blk.1.attn_k.weight").unwrap().ty(), GgmlType::BF16);
+    assert_eq!(
+        g.tensor("blk.1.attn_k.weight").unwrap().ty(),
+        GgmlType::BF16
+    );
     assert_eq!(g.get_u32("llama.attention.head_count_kv").unwrap(), 2);
 }
 
@@ -151,7 +203,12 @@ fn same_input_gives_byte_identical_output() {
     let tmp = TempDir::new("determinism");
     let (a, b) = (tmp.0.join("a.gguf"), tmp.0.join("b.gguf"));
     for out in [&a, &b] {
-        run(&options(&fixtures::path("models/tiny-llama2-f16"), out, FileType::Q4_0)).unwrap();
+        run(&options(
+            &fixtures::path("models/tiny-llama2-f16"),
+            out,
+            FileType::Q4_0,
+        ))
+        .unwrap();
     }
     assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
 }
@@ -159,20 +216,31 @@ fn same_input_gives_byte_identical_output() {
 fn expect_error(opts: &Options, needle: &str) {
     let before = std::fs::read(&opts.output).ok();
     match run(opts) {
-        Ok(_) => panic!("conversion of {} succeeded, expected an error with {needle:?}", opts.input.display()),
+        Ok(_) => panic!(
+            "conversion of {} succeeded, expected an error with {needle:?}",
+            opts.input.display()
+        ),
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.contains(needle), "error {msg:?} lacks {needle:?}");
         }
     }
-    assert_eq!(std::fs::read(&opts.output).ok(), before, "a failed conversion changed {}", opts.output.display());
+    assert_eq!(
+        std::fs::read(&opts.output).ok(),
+        before,
+        "a failed conversion changed {}",
+        opts.output.display()
+    );
     let dir = opts.output.parent().unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
         .collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -194,18 +262,31 @@ fn broken_checkpoints_give_errors_that_name_the_file_and_leave_no_output() {
     let m = copy_model("stories260k", &tmp.0.join("trunc"));
     let st = m.join("model.safetensors");
     let len = std::fs::metadata(&st).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&st).unwrap().set_len(len - 100).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&st)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
     expect_error(&options(&m, &out, FileType::F32), "model.safetensors");
 
     // Garbage safetensors header.
     let m = copy_model("stories260k", &tmp.0.join("garbage"));
-    std::fs::write(m.join("model.safetensors"), b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header").unwrap();
+    std::fs::write(
+        m.join("model.safetensors"),
+        b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header",
+    )
+    .unwrap();
     expect_error(&options(&m, &out, FileType::F32), "model.safetensors");
 
     // A shape that contradicts the config.
     let m = copy_model("stories260k", &tmp.0.join("shape"));
     let cfg = std::fs::read_to_string(m.join("config.json")).unwrap();
-    std::fs::write(m.join("config.json"), cfg.replace("\"intermediate_size\": 172", "\"intermediate_size\": 176")).unwrap();
+    std::fs::write(
+        m.join("config.json"),
+        cfg.replace("\"intermediate_size\": 172", "\"intermediate_size\": 176"),
+    )
+    .unwrap();
     expect_error(&options(&m, &out, FileType::F32), "mlp");
 
     // Unknown architecture.
@@ -213,20 +294,30 @@ fn broken_checkpoints_give_errors_that_name_the_file_and_leave_no_output() {
     let cfg = std::fs::read_to_string(m.join("config.json")).unwrap();
     std::fs::write(
         m.join("config.json"),
-        cfg.replace("LlamaForCausalLM", "MistralForCausalLM").replace("\"model_type\": \"llama\"", "\"model_type\": \"mistral\""),
+        cfg.replace("LlamaForCausalLM", "MistralForCausalLM")
+            .replace("\"model_type\": \"llama\"", "\"model_type\": \"mistral\""),
     )
     .unwrap();
-    expect_error(&options(&m, &out, FileType::F32), "unsupported architecture");
+    expect_error(
+        &options(&m, &out, FileType::F32),
+        "unsupported architecture",
+    );
 
     // A shard named by the index is missing, and an index entry whose tensor is absent.
     let m = copy_model("tiny-llama2-f16", &tmp.0.join("shard"));
     std::fs::remove_file(m.join("model-00002-of-00002.safetensors")).unwrap();
-    expect_error(&options(&m, &out, FileType::F16), "model-00002-of-00002.safetensors");
+    expect_error(
+        &options(&m, &out, FileType::F16),
+        "model-00002-of-00002.safetensors",
+    );
     let m = copy_model("tiny-llama2-f16", &tmp.0.join("index"));
     let idx = std::fs::read_to_string(m.join("model.safetensors.index.json")).unwrap();
     let idx = idx.replacen("\"weight_map\": {", "\"weight_map\": {\n    \"model.layers.9.mlp.up_proj.weight\": \"model-00001-of-00002.safetensors\",", 1);
     std::fs::write(m.join("model.safetensors.index.json"), idx).unwrap();
-    expect_error(&options(&m, &out, FileType::F16), "model.layers.9.mlp.up_proj.weight");
+    expect_error(
+        &options(&m, &out, FileType::F16),
+        "model.layers.9.mlp.up_proj.weight",
+    );
 }
 
 #[test]
@@ -242,11 +333,20 @@ fn nonfinite_weights_are_refused_unless_allowed() {
         .into_iter()
         .map(|(n, t)| (n, t.shape().to_vec(), t.data().to_vec()))
         .collect();
-    let norm = tensors.iter_mut().find(|t| t.0 == "model.norm.weight").unwrap();
+    let norm = tensors
+        .iter_mut()
+        .find(|t| t.0 == "model.norm.weight")
+        .unwrap();
     norm.2[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
-        .map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &path).unwrap();
     let out = tmp.0.join("out.gguf");
@@ -260,7 +360,10 @@ fn nonfinite_weights_are_refused_unless_allowed() {
         }
     })
     .unwrap();
-    assert!(warnings.iter().any(|w| w.contains("model.norm.weight")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("model.norm.weight")),
+        "{warnings:?}"
+    );
 }
 
 #[test]

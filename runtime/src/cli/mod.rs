@@ -1,6 +1,7 @@
 //! Subcommands of `cinder`, one module each.
 
 mod convert;
+mod info;
 mod inspect;
 mod quantize;
 
@@ -12,12 +13,18 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "cinder", version, about, propagate_version = true)]
 struct Cli {
+    /// Kernel set to use instead of the best one this CPU supports:
+    /// scalar, avx2, avx512, avx512vnni, neon or dotprod (also CINDER_KERNELS).
+    #[arg(long, global = true, value_name = "ISA")]
+    kernels: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Show the CPU features seen, the kernel sets available and the one chosen.
+    Info,
     /// Print a GGUF file's header, metadata and tensor table.
     Inspect(inspect::Args),
     /// Convert a Hugging Face Llama checkpoint (safetensors) to GGUF, quantizing on the way.
@@ -30,16 +37,30 @@ enum Command {
 /// exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = select_kernels(cli.kernels.as_deref()).and_then(|(kernels, chosen_by)| match cli.command {
+        Command::Info => info::run(&kernels, chosen_by),
         Command::Inspect(args) => inspect::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Quantize(args) => quantize::run(&args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cinder: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The kernel set: `--kernels`, else `CINDER_KERNELS`, else the best this CPU runs. Asking for
+/// a set the CPU lacks is an error, never a silent fallback.
+fn select_kernels(flag: Option<&str>) -> anyhow::Result<(cinder_kernels::Kernels, &'static str)> {
+    use cinder_kernels::Kernels;
+    if let Some(name) = flag {
+        return Ok((Kernels::from_name(name)?, "--kernels"));
+    }
+    match std::env::var("CINDER_KERNELS") {
+        Ok(name) if !name.trim().is_empty() => Ok((Kernels::from_name(&name)?, "CINDER_KERNELS")),
+        _ => Ok((Kernels::detect(), "detected")),
     }
 }
