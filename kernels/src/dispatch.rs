@@ -23,9 +23,9 @@ pub enum Isa {
     Avx512,
     /// [`Isa::Avx512`] plus AVX512-VNNI (`vpdpbusd`).
     Avx512Vnni,
-    /// aarch64 NEON (kernels not written yet: never available).
+    /// aarch64 NEON (Advanced SIMD).
     Neon,
-    /// aarch64 NEON + dotprod (kernels not written yet: never available).
+    /// [`Isa::Neon`] plus the dot-product extension (`sdot`).
     NeonDotprod,
 }
 
@@ -142,6 +142,10 @@ fn supported(isa: Isa) -> bool {
         Isa::Avx512 => crate::x86::has_avx512(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni => crate::x86::has_avx512vnni(),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => crate::arm::has_neon(),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDotprod => crate::arm::has_dotprod(),
         _ => false,
     }
 }
@@ -214,6 +218,10 @@ impl Kernels {
             Isa::Avx512 => table_from!(Isa::Avx512, crate::x86::avx512::plain),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => table_from!(Isa::Avx512Vnni, crate::x86::avx512::vnni),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => table_from!(Isa::Neon, crate::arm::neon),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDotprod => table_from!(Isa::NeonDotprod, crate::arm::dotprod),
             _ => table_from!(Isa::Scalar, scalar),
         })
     }

@@ -500,8 +500,15 @@ fn unsupported_isa_is_an_error_never_a_fallback() {
             }
         }
     }
-    // Neon kernels are not written: never available, on any CPU.
-    assert!(!avail.contains(&Isa::Neon));
+    // Each architecture only ever lists its own Isas.
+    #[cfg(not(target_arch = "aarch64"))]
+    assert!(!avail.contains(&Isa::Neon) && !avail.contains(&Isa::NeonDotprod));
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(
+        avail
+            .iter()
+            .all(|i| !matches!(i, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni))
+    );
 }
 
 #[test]
@@ -524,6 +531,15 @@ fn available_matches_cpu_features() {
     assert_eq!(avail.contains(&Isa::Avx2), avx2);
     assert_eq!(avail.contains(&Isa::Avx512), avx512);
     assert_eq!(avail.contains(&Isa::Avx512Vnni), avx512 && f["avx512vnni"]);
+}
+
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn available_matches_cpu_features() {
+    let f: std::collections::HashMap<_, _> = cinder_kernels::cpu_features().into_iter().collect();
+    let avail = Kernels::available();
+    assert_eq!(avail.contains(&Isa::Neon), f["neon"]);
+    assert_eq!(avail.contains(&Isa::NeonDotprod), f["neon"] && f["dotprod"]);
 }
 
 #[test]
