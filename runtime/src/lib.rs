@@ -9,6 +9,7 @@ pub mod kv_cache;
 pub mod matmul;
 pub mod model;
 pub mod ops;
+pub mod perplexity;
 pub mod weights;
 
 pub use error::{Error, Result};
