@@ -115,6 +115,18 @@ pub enum Error {
         #[source]
         source: cinder_quant::Error,
     },
+    /// The GGUF's tokenizer metadata cannot build a tokenizer.
+    #[error("{}: {source}", path.display())]
+    Tokenizer {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the vocabulary.
+        #[source]
+        source: crate::tokenizer::TokenizerError,
+    },
+    /// Generation was asked for before any prompt token was evaluated.
+    #[error("nothing to generate from: evaluate a prompt first")]
+    NoPrompt,
 }
 
 /// Result with [`Error`].

@@ -5,11 +5,13 @@ pub mod tokenizer;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod generate;
 pub mod kv_cache;
 pub mod matmul;
 pub mod model;
 pub mod ops;
 pub mod perplexity;
+pub mod sampler;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -27,6 +27,7 @@ use cinder_convert::vocab::{
     TOKEN_TYPE_BYTE, TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_UNKNOWN, TOKEN_TYPE_UNUSED,
     TOKEN_TYPE_USER_DEFINED, Vocab,
 };
+use cinder_quant::gguf::{Gguf, Value, keys};
 
 /// The character SentencePiece writes for a space.
 pub const SPACE_SYMBOL: char = '\u{2581}';
@@ -222,6 +223,88 @@ impl Tokenizer {
             add_bos: true,
             add_dummy_prefix: vocab.add_dummy_prefix,
             remove_extra_whitespaces: vocab.remove_extra_whitespaces,
+        })
+    }
+
+    /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.*`). `tokenizer.ggml.model`
+    /// must be `"llama"` (SentencePiece BPE). Scores default to 0 and token types to normal when
+    /// absent, the unknown id to 0, BOS/EOS to none, `add_bos_token` to true (llama.cpp's
+    /// defaults for this model). GGUF has no key for `remove_extra_whitespaces`, so it is off,
+    /// as in llama.cpp; `add_dummy_prefix` is on.
+    pub fn from_gguf(g: &Gguf<'_>) -> Result<Self, TokenizerError> {
+        let bad = |key: &str, reason: String| TokenizerError(format!("{key}: {reason}"));
+        match g.get(keys::TOKENIZER_MODEL) {
+            Some(Value::Str(m)) if m == "llama" => {}
+            Some(Value::Str(m)) => {
+                return Err(bad(
+                    keys::TOKENIZER_MODEL,
+                    format!("{m:?} is not supported (cinder runs \"llama\", SentencePiece BPE)"),
+                ));
+            }
+            Some(v) => {
+                let found = v.type_description();
+                return Err(bad(
+                    keys::TOKENIZER_MODEL,
+                    format!("is {found}, expected string"),
+                ));
+            }
+            None => return Err(bad(keys::TOKENIZER_MODEL, "missing".into())),
+        }
+        let tokens = g
+            .get_str_array(keys::TOKENIZER_TOKENS)
+            .map_err(|e| bad(keys::TOKENIZER_TOKENS, e.to_string()))?
+            .to_vec();
+        let n = tokens.len();
+        let scores = match g.get(keys::TOKENIZER_SCORES) {
+            None => vec![0.0; n],
+            Some(_) => g
+                .get_f32_array(keys::TOKENIZER_SCORES)
+                .map_err(|e| bad(keys::TOKENIZER_SCORES, e.to_string()))?
+                .to_vec(),
+        };
+        let token_types = match g.get(keys::TOKENIZER_TOKEN_TYPE) {
+            None => vec![TOKEN_TYPE_NORMAL; n],
+            Some(_) => g
+                .get_i32_array(keys::TOKENIZER_TOKEN_TYPE)
+                .map_err(|e| bad(keys::TOKENIZER_TOKEN_TYPE, e.to_string()))?
+                .to_vec(),
+        };
+        let id = |key: &'static str| -> Result<Option<u32>, TokenizerError> {
+            match g.get(key) {
+                None => Ok(None),
+                Some(Value::U32(x)) => Ok(Some(*x)),
+                Some(Value::I32(x)) if *x < 0 => Ok(None), // llama.cpp writes -1 for "none"
+                Some(Value::I32(x)) => Ok(Some(x.unsigned_abs())),
+                Some(v) => {
+                    let found = v.type_description();
+                    Err(bad(key, format!("is {found}, expected u32")))
+                }
+            }
+        };
+        let bos_id = id(keys::TOKENIZER_BOS_TOKEN_ID)?;
+        let eos_id = id(keys::TOKENIZER_EOS_TOKEN_ID)?;
+        let unk_id = id(keys::TOKENIZER_UNKNOWN_TOKEN_ID)?.unwrap_or(0);
+        let add_bos = match g.get(keys::TOKENIZER_ADD_BOS_TOKEN) {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                let found = v.type_description();
+                return Err(bad(
+                    keys::TOKENIZER_ADD_BOS_TOKEN,
+                    format!("is {found}, expected bool"),
+                ));
+            }
+        };
+        Self::new(TokenizerSpec {
+            tokens,
+            scores,
+            token_types,
+            bos_id,
+            eos_id,
+            unk_id,
+            add_bos,
+            add_dummy_prefix: true,
+            remove_extra_whitespaces: false,
         })
     }
 

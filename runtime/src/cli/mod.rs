@@ -1,9 +1,13 @@
 //! Subcommands of `cinder`, one module each.
 
+mod chat;
 mod convert;
 mod info;
 mod inspect;
+mod logits;
 mod quantize;
+mod run;
+mod tokenize;
 
 use std::process::ExitCode;
 
@@ -31,6 +35,14 @@ enum Command {
     Convert(convert::Args),
     /// Re-type a GGUF file (e.g. f16 -> q4_k_m), as llama-quantize does.
     Quantize(quantize::Args),
+    /// Generate text from a prompt, streaming it to stdout (like llama-cli).
+    Run(run::Args),
+    /// Chat interactively on stdin (Llama 2 chat format, or the model's chat template).
+    Chat(chat::Args),
+    /// Show the tokens a text becomes (like llama-tokenize).
+    Tokenize(tokenize::Args),
+    /// Evaluate tokens as one batch and write or summarize every position's logits.
+    Logits(logits::Args),
 }
 
 /// Parses the arguments, runs the subcommand, and turns an error into one line on stderr and
@@ -42,6 +54,10 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Quantize(args) => quantize::run(&args),
+        Command::Run(args) => run::run(&args, &kernels),
+        Command::Chat(args) => chat::run(&args, &kernels),
+        Command::Tokenize(args) => tokenize::run(&args),
+        Command::Logits(args) => logits::run(&args, &kernels),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
