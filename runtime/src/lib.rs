@@ -2,6 +2,7 @@
 
 pub mod mmap;
 pub mod tokenizer;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod forward;

@@ -53,7 +53,7 @@ pub fn log_prob(logits: &[f32], token: u32) -> f64 {
 }
 
 /// Where the scored logits of each chunk go (for `--save-logits` / `--kl-divergence`).
-pub trait LogitsSink {
+pub trait LogitsSink: Send {
     /// `rows` rows of `vocab` logits, in the order the tokens were scored, with the tokens
     /// they predict.
     fn scored(&mut self, logits: &[f32], next_tokens: &[u32]) -> Result<()>;
@@ -149,7 +149,7 @@ impl<W: Write> LogitsWriter<W> {
     }
 }
 
-impl<W: Write> LogitsSink for LogitsWriter<W> {
+impl<W: Write + Send> LogitsSink for LogitsWriter<W> {
     fn scored(&mut self, logits: &[f32], next: &[u32]) -> Result<()> {
         let io = |e: std::io::Error| Error::BadOption(format!("writing logits: {e}"));
         for (row, &t) in logits.chunks_exact(self.vocab).zip(next) {
@@ -236,7 +236,7 @@ fn argmax(x: &[f32]) -> usize {
     best
 }
 
-impl<R: Read> LogitsSink for KlReader<R> {
+impl<R: Read + Send> LogitsSink for KlReader<R> {
     fn scored(&mut self, logits: &[f32], next: &[u32]) -> Result<()> {
         let bad = |m: String| Error::BadOption(format!("reference logits: {m}"));
         let mut buf = vec![0u8; self.vocab * 4];

@@ -1,10 +1,12 @@
 //! Subcommands of `cinder`, one module each.
 
+mod bench;
 mod chat;
 mod convert;
 mod info;
 mod inspect;
 mod logits;
+mod perplexity;
 mod quantize;
 mod run;
 mod tokenize;
@@ -43,22 +45,29 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Evaluate tokens as one batch and write or summarize every position's logits.
     Logits(logits::Args),
+    /// Measure prompt and generation speed like llama-bench (pp512, tg128; md/json/csv).
+    Bench(bench::Args),
+    /// Perplexity of a text as llama-perplexity computes it; KL divergence against saved logits.
+    Perplexity(perplexity::Args),
 }
 
 /// Parses the arguments, runs the subcommand, and turns an error into one line on stderr and
 /// exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = select_kernels(cli.kernels.as_deref()).and_then(|(kernels, chosen_by)| match cli.command {
-        Command::Info => info::run(&kernels, chosen_by),
-        Command::Inspect(args) => inspect::run(&args),
-        Command::Convert(args) => convert::run(&args),
-        Command::Quantize(args) => quantize::run(&args),
-        Command::Run(args) => run::run(&args, &kernels),
-        Command::Chat(args) => chat::run(&args, &kernels),
-        Command::Tokenize(args) => tokenize::run(&args),
-        Command::Logits(args) => logits::run(&args, &kernels),
-    });
+    let result =
+        select_kernels(cli.kernels.as_deref()).and_then(|(kernels, chosen_by)| match cli.command {
+            Command::Info => info::run(&kernels, chosen_by),
+            Command::Inspect(args) => inspect::run(&args),
+            Command::Convert(args) => convert::run(&args),
+            Command::Quantize(args) => quantize::run(&args),
+            Command::Run(args) => run::run(&args, &kernels),
+            Command::Chat(args) => chat::run(&args, &kernels),
+            Command::Tokenize(args) => tokenize::run(&args),
+            Command::Logits(args) => logits::run(&args, &kernels),
+            Command::Bench(args) => bench::run(&args, &kernels),
+            Command::Perplexity(args) => perplexity::run(&args, &kernels),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
