@@ -90,3 +90,20 @@ fn convert_prints_a_summary_and_rejects_unknown_types() {
         stderr(&o)
     );
 }
+
+#[test]
+fn q8_0_and_q4_0_tensors_equal_gguf_py_quantization_of_the_f32_conversion() {
+    let dir = TempDir::new("vs-gguf-py");
+    for model in ["stories260k", "tiny-llama2-f16", "tiny-llama2-bf16-gqa"] {
+        let f32 = dir.join(&format!("{model}.f32.gguf"));
+        convert(model, "f32", &f32);
+        for ty in ["q8_0", "q4_0"] {
+            let q = dir.join(&format!("{model}.{ty}.gguf"));
+            let o = cinder(&["convert", model_dir(model).to_str().unwrap(), "-o", q.to_str().unwrap(), "--type", ty, "--pure", "-q"]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quantized_equals_gguf_py.py");
+            let py = std::process::Command::new(python_with_gguf()).arg(script).arg(&f32).arg(&q).output().unwrap();
+            assert!(py.status.success(), "{model} {ty}: {}{}", stdout(&py), stderr(&py));
+        }
+    }
+}
