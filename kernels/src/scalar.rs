@@ -9,80 +9,23 @@ use cinder_quant::block::*;
 use cinder_quant::dtype::QK_K;
 use half::f16;
 
-/// `1/d`, or 0 for an all-zero block (ggml's convention).
-#[inline(always)]
-fn inverse(d: f32) -> f32 {
-    if d != 0.0 { 1.0 / d } else { 0.0 }
-}
-
-/// ggml's `nearest_int`: round to nearest, ties to even, for |x| < 2^22.
-#[inline(always)]
-pub(crate) fn nearest_int(x: f32) -> i32 {
-    let v = x + 12_582_912.0;
-    (v.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
-}
-
 // ---------------------------------------------------------------------------------------------
-// Activation quantizers.
-
-/// Q8 core: `d = amax / 127`, `q = round(x / d)` (half away from zero); returns `d`, `sum(q)`.
-#[inline(always)]
-fn quantize_q8(x: &[f32], qs: &mut [i8; QK]) -> (f32, i32) {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let id = inverse(d);
-    let mut sum = 0i32;
-    for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v * id).round() as i8;
-        sum += *q as i32;
-    }
-    (d, sum)
-}
+// Activation quantizers: the scalar twins are quant's reference quantizers themselves (the
+// oracle the SIMD quantizers must equal byte for byte).
 
 /// f32 -> Q8_0 (activations of Q4_0, Q5_0, Q8_0). `x.len() == y.len() * 32`.
 pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
-    for (b, x) in y.iter_mut().zip(x.chunks_exact(QK)) {
-        let (d, _) = quantize_q8(x, &mut b.qs);
-        b.d = f16::from_f32(d);
-    }
+    cinder_quant::reference::quantize_row_q8_0(x, y)
 }
 
 /// f32 -> Q8_1 (activations of Q4_1, Q5_1): Q8_0 plus `s = d * sum(q)`.
 pub fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
-    for (b, x) in y.iter_mut().zip(x.chunks_exact(QK)) {
-        let (d, sum) = quantize_q8(x, &mut b.qs);
-        b.d = f16::from_f32(d);
-        b.s = f16::from_f32(sum as f32 * d);
-    }
+    cinder_quant::reference::quantize_row_q8_1(x, y)
 }
 
-/// f32 -> Q8_K (activations of the k-quants): `iscale = -127 / max` where `max` is the signed
-/// value of largest magnitude, `q = min(127, nearest_int(iscale * x))`, `d = 1 / iscale`,
-/// plus the sums of each group of 16 quants.
+/// f32 -> Q8_K (activations of the k-quants), with the sums of each group of 16 quants.
 pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8_K]) {
-    for (b, x) in y.iter_mut().zip(x.chunks_exact(QK_K)) {
-        let (mut amax, mut max) = (0.0f32, 0.0f32);
-        for &v in x {
-            if amax < v.abs() {
-                amax = v.abs();
-                max = v;
-            }
-        }
-        if amax == 0.0 {
-            b.d = 0.0;
-            b.qs = [0; QK_K];
-            b.bsums = [0; QK_K / 16];
-            continue;
-        }
-        let iscale = -127.0 / max;
-        for (q, &v) in b.qs.iter_mut().zip(x) {
-            *q = nearest_int(iscale * v).min(127) as i8;
-        }
-        for (s, g) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
-            *s = g.iter().map(|&q| q as i16).sum();
-        }
-        b.d = 1.0 / iscale;
-    }
+    cinder_quant::reference::quantize_row_q8_k(x, y)
 }
 
 // ---------------------------------------------------------------------------------------------

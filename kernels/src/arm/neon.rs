@@ -137,7 +137,7 @@ pub(crate) unsafe fn quantize_row_q8_k_body(x: &[f32], y: &mut [BlockQ8_K]) {
         // SAFETY: NEON guaranteed by the caller; loads read 4 of the 256 values of `x`, each
         // store writes 16 of the 256 bytes of `b.qs`.
         unsafe {
-            // `scalar::nearest_int` lane-wise: add 1.5 * 2^23, keep the low mantissa bits.
+            // `cinder_quant::reference::nearest_int` lane-wise: add 1.5 * 2^23, keep the low mantissa bits.
             let magic = vdupq_n_f32(12_582_912.0);
             let mant = vdupq_n_s32(0x007f_ffff);
             let bias = vdupq_n_s32(0x0040_0000);
