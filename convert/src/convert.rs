@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use cinder_quant::GgmlType;
@@ -16,7 +17,7 @@ use crate::hf::{Checkpoint, LlamaConfig, SourceTensor};
 use crate::names::{self, Role};
 use crate::permute::unpermute_rows;
 use crate::plan::{self, FileType, ModelShape, Overrides};
-use crate::vocab::Vocab;
+use crate::vocab::{TOKEN_TYPE_CONTROL, TOKEN_TYPE_UNUSED, TOKEN_TYPE_USER_DEFINED, Vocab};
 
 /// `general.quantization_version` of ggml's current block formats.
 pub const QUANTIZATION_VERSION: u32 = 2;
@@ -117,6 +118,12 @@ struct TokenizerConfig {
     add_bos: bool,
     add_eos: bool,
     chat_template: Option<String>,
+    /// `add_prefix_space`, written as `tokenizer.ggml.add_space_prefix` when present.
+    add_space_prefix: Option<bool>,
+    /// Whether tokenizer.json's pair template puts a separator between sequences.
+    add_sep: Option<bool>,
+    /// `added_tokens_decoder`: id, content, special.
+    added: Vec<(usize, String, bool)>,
 }
 
 fn read_tokenizer_config(dir: &Path) -> Result<TokenizerConfig> {
@@ -125,6 +132,9 @@ fn read_tokenizer_config(dir: &Path) -> Result<TokenizerConfig> {
         add_bos: true,
         add_eos: false,
         chat_template: None,
+        add_space_prefix: None,
+        add_sep: read_add_sep(dir)?,
+        added: Vec::new(),
     };
     if !path.exists() {
         return Ok(tc);
@@ -143,6 +153,21 @@ fn read_tokenizer_config(dir: &Path) -> Result<TokenizerConfig> {
     if let Some(b) = json.get("add_eos_token").and_then(Json::as_bool) {
         tc.add_eos = b;
     }
+    tc.add_space_prefix = json.get("add_prefix_space").and_then(Json::as_bool);
+    if let Some(map) = json.get("added_tokens_decoder").and_then(Json::as_object) {
+        for (id, t) in map {
+            let (Ok(id), Some(content)) =
+                (id.parse::<usize>(), t.get("content").and_then(Json::as_str))
+            else {
+                return Err(Error::BadConfig {
+                    path: path.clone(),
+                    reason: format!("added_tokens_decoder entry {id} is malformed"),
+                });
+            };
+            let special = t.get("special").and_then(Json::as_bool).unwrap_or(false);
+            tc.added.push((id, content.to_string(), special));
+        }
+    }
     tc.chat_template = match json.get("chat_template") {
         Some(Json::String(s)) => Some(s.clone()),
         // A list of named templates: llama.cpp's converter keeps the one named "default".
@@ -154,6 +179,105 @@ fn read_tokenizer_config(dir: &Path) -> Result<TokenizerConfig> {
         _ => None,
     };
     Ok(tc)
+}
+
+/// llama.cpp's treatment of added tokens: `added_tokens.json` entries become user-defined
+/// pieces, `added_tokens_decoder` entries control pieces when special (user-defined with `▁`
+/// as a space otherwise), all with score -1000.
+fn apply_added_tokens(dir: &Path, vocab: &mut Vocab, tc: &TokenizerConfig) -> Result<()> {
+    let n = vocab.tokens.len();
+    let path = dir.join("added_tokens.json");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let json: Json = serde_json::from_str(&text).map_err(|e| Error::BadConfig {
+            path: path.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
+        for (content, id) in json.as_object().into_iter().flatten() {
+            let Some(id) = id.as_u64().map(|i| i as usize).filter(|&i| i < n) else {
+                continue;
+            };
+            vocab.tokens[id] = content.clone();
+            vocab.scores[id] = -1000.0;
+            vocab.token_types[id] = TOKEN_TYPE_USER_DEFINED;
+        }
+    }
+    for (id, content, special) in &tc.added {
+        if *id >= n {
+            continue;
+        }
+        let looks_special = content.starts_with("<|") && content.ends_with("|>");
+        if *special || looks_special {
+            vocab.tokens[*id] = content.clone();
+            vocab.token_types[*id] = TOKEN_TYPE_CONTROL;
+        } else {
+            vocab.tokens[*id] = content.replace('\u{2581}', " ");
+            vocab.token_types[*id] = TOKEN_TYPE_USER_DEFINED;
+        }
+        vocab.scores[*id] = -1000.0;
+    }
+    Ok(())
+}
+
+/// gguf-py's reading of tokenizer.json's pair template: whether a separator (the sep or eos
+/// token) stands between the two sequences. `None` without a TemplateProcessing pair.
+fn read_add_sep(dir: &Path) -> Result<Option<bool>> {
+    let path = dir.join("tokenizer.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let json: Json = serde_json::from_str(&text).map_err(|e| Error::BadConfig {
+        path: path.clone(),
+        reason: format!("not JSON: {e}"),
+    })?;
+    let Some(pp) = json
+        .get("post_processor")
+        .filter(|p| p.get("type").and_then(Json::as_str) == Some("TemplateProcessing"))
+    else {
+        return Ok(None);
+    };
+    let Some(pair) = pp.get("pair").and_then(Json::as_array) else {
+        return Ok(None);
+    };
+    let special = |e: &Json| {
+        e.get("SpecialToken")
+            .and_then(|s| s.get("id"))
+            .and_then(Json::as_str)
+            .map(str::to_string)
+    };
+    let seq = |e: &Json| {
+        e.get("Sequence")
+            .and_then(|s| s.get("id"))
+            .and_then(Json::as_str)
+            .map(str::to_string)
+    };
+    let (Some(a), Some(b)) = (
+        pair.iter().position(|e| seq(e).as_deref() == Some("A")),
+        pair.iter().position(|e| seq(e).as_deref() == Some("B")),
+    ) else {
+        return Ok(None);
+    };
+    let tc: Option<Json> = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let name = |k: &str| {
+        tc.as_ref().and_then(|c| c.get(k)).and_then(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v.get("content").and_then(Json::as_str).map(str::to_string))
+        })
+    };
+    let seps = [name("sep_token"), name("eos_token")];
+    let between = if a < b { &pair[a + 1..b] } else { &[][..] };
+    Ok(Some(
+        between
+            .iter()
+            .filter_map(special)
+            .any(|s| seps.contains(&Some(s))),
+    ))
 }
 
 /// Convert a checkpoint folder to a GGUF file (see [`Options`]).
@@ -187,13 +311,14 @@ pub fn convert(opts: &Options, progress: &mut dyn FnMut(Progress<'_>)) -> Result
             ),
         });
     }
-    // Like llama.cpp's converter: pad a short vocabulary with unused [PADn] pieces.
-    for i in 1..=config.vocab_size - vocab.len() {
-        vocab.tokens.push(format!("[PAD{i}]"));
-        vocab.scores.push(-1000.0);
-        vocab.token_types.push(5);
+    // Like llama.cpp's converter: ids past the tokenizer's pieces are unused "[PAD<id>]" pieces.
+    for id in vocab.len()..config.vocab_size {
+        vocab.tokens.push(format!("[PAD{id}]"));
+        vocab.scores.push(-10000.0);
+        vocab.token_types.push(TOKEN_TYPE_UNUSED);
     }
     let tc = read_tokenizer_config(&opts.input)?;
+    apply_added_tokens(&opts.input, &mut vocab, &tc)?;
 
     // Map every checkpoint tensor to its GGUF name; anything unknown is an error.
     let mut by_name: BTreeMap<String, (String, Role, &SourceTensor)> = BTreeMap::new();
@@ -349,6 +474,11 @@ fn write_metadata(
     w.add_u32(keys::GENERAL_FILE_TYPE, opts.file_type.id())?;
     w.add_u32(keys::LLAMA_VOCAB_SIZE, u32_of(c.vocab_size))?;
     w.add_u32(keys::LLAMA_ROPE_DIMENSION_COUNT, u32_of(c.head_dim))?;
+    if c.head_dim_in_config {
+        // llama.cpp's converter records these whenever config.json states head_dim.
+        w.add_u32("llama.attention.key_length", u32_of(c.head_dim))?;
+        w.add_u32("llama.attention.value_length", u32_of(c.head_dim))?;
+    }
     w.add_string(keys::TOKENIZER_MODEL, "llama")?;
     w.add_string("tokenizer.ggml.pre", "default")?;
     w.add_array(keys::TOKENIZER_TOKENS, v.tokens.clone())?;
@@ -366,11 +496,24 @@ fn write_metadata(
     }
     w.add_bool(keys::TOKENIZER_ADD_BOS_TOKEN, tc.add_bos)?;
     w.add_bool(keys::TOKENIZER_ADD_EOS_TOKEN, tc.add_eos)?;
+    if let Some(b) = tc.add_sep {
+        w.add_bool("tokenizer.ggml.add_sep_token", b)?;
+    }
+    if let Some(b) = tc.add_space_prefix {
+        w.add_bool("tokenizer.ggml.add_space_prefix", b)?;
+    }
     if let Some(t) = &tc.chat_template {
         w.add_string(keys::TOKENIZER_CHAT_TEMPLATE, t)?;
     }
     w.add_u32(keys::GENERAL_QUANTIZATION_VERSION, QUANTIZATION_VERSION)?;
     Ok(())
+}
+
+/// Read one byte of every page of `bytes` (a memory-mapped range), so the kernel reads them in.
+fn prefetch(bytes: &[u8]) {
+    const PAGE: usize = 4096;
+    let sum = bytes.iter().step_by(PAGE).fold(0u8, |a, &b| a ^ b);
+    std::hint::black_box(sum);
 }
 
 /// Rows converted at a time: bounded memory whatever the tensor size.
@@ -396,7 +539,7 @@ fn write_file(
     let mut out = BufWriter::with_capacity(1 << 22, file);
     w.write_header(&mut out).map_err(gguf)?;
     let c = &ckpt.config;
-    for p in planned {
+    for (index, p) in planned.iter().enumerate() {
         let rows = p.source.shape[0];
         let cols: usize = p.source.shape[1..].iter().product();
         let heads = match p.role {
@@ -409,46 +552,75 @@ fn write_file(
         let chunk_rows = (CHUNK_VALUES / cols.max(1)).max(1).div_ceil(unit) * unit;
         let row_bytes = p.ty.row_bytes(cols).expect("checked when planning");
         let mut data = vec![0u8; rows * row_bytes];
-        let mut src = Vec::new();
+        let src_row_bytes = cols * p.source.dtype.size();
+        let dtype = p.source.dtype;
         let mut permuted = Vec::new();
-        let mut start = 0;
-        while start < rows {
-            let end = (start + chunk_rows).min(rows);
-            src.resize((end - start) * cols, 0f32);
-            p.source
-                .dtype
-                .to_f32(ckpt.rows_bytes(p.source, start..end), &mut src);
-            if let Some(bad) = src.iter().position(|x| !x.is_finite()) {
-                let msg = format!(
-                    "tensor {} has a non-finite value ({}) at row {}",
-                    p.hf_name,
-                    src[bad],
-                    start + bad / cols.max(1)
-                );
-                if !opts.allow_nonfinite {
-                    return Err(Error::NonFinite {
-                        path: ckpt.shards[p.source.shard].path.clone(),
-                        detail: msg,
-                    });
-                }
-                progress(Progress::Warning(msg));
+        // Fault the next tensor's pages in while this one is quantized, so disk reads overlap
+        // the computation (its pages leave the resident set once it is written, as these do).
+        let next = planned
+            .get(index + 1)
+            .map(|n| ckpt.rows_bytes(n.source, 0..n.source.shape[0]));
+        std::thread::scope(|scope| -> Result<()> {
+            if let Some(bytes) = next {
+                scope.spawn(move || prefetch(bytes));
             }
-            let values: &[f32] = match heads {
-                Some(_) => {
-                    permuted.resize(src.len(), 0f32);
-                    unpermute_rows(&src, &mut permuted, (end - start) / unit, end - start, cols);
-                    &permuted
+            let mut start = 0;
+            while start < rows {
+                let end = (start + chunk_rows).min(rows);
+                let raw = ckpt.rows_bytes(p.source, start..end);
+                // Q/K: a permutation of whole rows, applied to the raw source bytes.
+                let raw: &[u8] = match heads {
+                    Some(_) => {
+                        permuted.resize(raw.len(), 0u8);
+                        let n_heads = (end - start) / unit;
+                        unpermute_rows(raw, &mut permuted, n_heads, end - start, src_row_bytes);
+                        &permuted
+                    }
+                    None => raw,
+                };
+                // Decode, check and quantize each row on the worker threads.
+                let nonfinite = AtomicBool::new(false);
+                data[start * row_bytes..end * row_bytes]
+                    .par_chunks_mut(row_bytes)
+                    .zip(raw.par_chunks(src_row_bytes))
+                    .try_for_each_init(
+                        || vec![0f32; cols],
+                        |x, (o, b)| {
+                            dtype.to_f32(b, x);
+                            if x.iter().any(|v| !v.is_finite()) {
+                                nonfinite.store(true, Ordering::Relaxed);
+                                if !opts.allow_nonfinite {
+                                    return Ok(());
+                                }
+                            }
+                            cinder_quant::reference::quantize(p.ty, x, o)
+                        },
+                    )
+                    .map_err(gguf)?;
+                if nonfinite.load(Ordering::Relaxed) {
+                    // Rare: find the first non-finite value in source order, for the message.
+                    let mut src = vec![0f32; (end - start) * cols];
+                    dtype.to_f32(ckpt.rows_bytes(p.source, start..end), &mut src);
+                    if let Some(bad) = src.iter().position(|x| !x.is_finite()) {
+                        let msg = format!(
+                            "tensor {} has a non-finite value ({}) at row {}",
+                            p.hf_name,
+                            src[bad],
+                            start + bad / cols.max(1)
+                        );
+                        if !opts.allow_nonfinite {
+                            return Err(Error::NonFinite {
+                                path: ckpt.shards[p.source.shard].path.clone(),
+                                detail: msg,
+                            });
+                        }
+                        progress(Progress::Warning(msg));
+                    }
                 }
-                None => &src,
-            };
-            let out_rows = &mut data[start * row_bytes..end * row_bytes];
-            out_rows
-                .par_chunks_mut(row_bytes)
-                .zip(values.par_chunks(cols))
-                .try_for_each(|(o, x)| cinder_quant::reference::quantize(p.ty, x, o))
-                .map_err(gguf)?;
-            start = end;
-        }
+                start = end;
+            }
+            Ok(())
+        })?;
         ckpt.release(p.source);
         w.write_tensor_data(&mut out, &p.name, &data)
             .map_err(gguf)?;
