@@ -474,11 +474,10 @@ fn write_metadata(
     w.add_u32(keys::GENERAL_FILE_TYPE, opts.file_type.id())?;
     w.add_u32(keys::LLAMA_VOCAB_SIZE, u32_of(c.vocab_size))?;
     w.add_u32(keys::LLAMA_ROPE_DIMENSION_COUNT, u32_of(c.head_dim))?;
-    if c.head_dim_in_config {
-        // llama.cpp's converter records these whenever config.json states head_dim.
-        w.add_u32("llama.attention.key_length", u32_of(c.head_dim))?;
-        w.add_u32("llama.attention.value_length", u32_of(c.head_dim))?;
-    }
+    // llama.cpp's converter records these for every Llama checkpoint (transformers' config
+    // fills head_dim in when config.json lacks it).
+    w.add_u32("llama.attention.key_length", u32_of(c.head_dim))?;
+    w.add_u32("llama.attention.value_length", u32_of(c.head_dim))?;
     w.add_string(keys::TOKENIZER_MODEL, "llama")?;
     w.add_string("tokenizer.ggml.pre", "default")?;
     w.add_array(keys::TOKENIZER_TOKENS, v.tokens.clone())?;

@@ -27,8 +27,6 @@ pub struct LlamaConfig {
     pub num_kv_heads: usize,
     /// `head_dim` (defaults to `hidden_size / num_attention_heads`).
     pub head_dim: usize,
-    /// Whether config.json states `head_dim` (llama.cpp then records key/value lengths).
-    pub head_dim_in_config: bool,
     /// `rms_norm_eps`.
     pub rms_norm_eps: f32,
     /// `rope_theta` (defaults to 10000, as Llama 2).
@@ -133,7 +131,6 @@ impl LlamaConfig {
             num_heads,
             num_kv_heads,
             head_dim,
-            head_dim_in_config: int("head_dim")?.is_some(),
             rms_norm_eps: float("rms_norm_eps", None)?,
             rope_theta: float("rope_theta", Some(10000.0))?,
             context_length: required("max_position_embeddings")?,
