@@ -434,6 +434,48 @@ pub(crate) unsafe fn vec_dot_q4_0_q8_0_body<const VNNI: bool>(
     unsafe { row_dot::<Q4_0Tile<VNNI>>(x, y) }
 }
 
+/// `d_x[i] * d_y[i]` for 8 block pairs, one per lane (exact f16 -> f32, one f32 multiply,
+/// as the scalar twin).
+#[inline(always)]
+pub(crate) unsafe fn d_products8(dx: [f16; 8], dy: [f16; 8]) -> __m256 {
+    let bits = |d: [f16; 8]| d.map(|h| h.to_bits());
+    let (bx, by) = (bits(dx), bits(dy));
+    // SAFETY: F16C + AVX guaranteed by the caller; each load reads one 8 x u16 array.
+    unsafe {
+        let hx = _mm_loadu_si128(bx.as_ptr().cast());
+        let hy = _mm_loadu_si128(by.as_ptr().cast());
+        _mm256_mul_ps(_mm256_cvtph_ps(hx), _mm256_cvtph_ps(hy))
+    }
+}
+
+/// Integer dot of two Q8_0 blocks as 8 i32 lanes, exact for all bytes (also -128 x -128).
+/// VNNI: `(x + 128) * y - 128 * y` with `vpdpbusd`; otherwise widened to i16 and `vpmaddwd`.
+#[inline(always)]
+pub(crate) unsafe fn idot_q8_0<const VNNI: bool>(x: &[i8; QK], y: &[i8; QK]) -> __m256i {
+    // SAFETY: AVX2 (+ AVX512-VNNI/VL when `VNNI`) guaranteed by the caller; every load reads
+    // 16 or 32 bytes inside the 32-byte arrays.
+    unsafe {
+        if VNNI {
+            let bias = _mm256_set1_epi8(-128);
+            let a = load32(y);
+            let w = _mm256_xor_si256(load32(x), bias);
+            let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a);
+            _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, a))
+        } else {
+            let half = |p: &[i8; QK], o: usize| {
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(p.as_ptr().add(o).cast()))
+            };
+            _mm256_add_epi32(
+                _mm256_madd_epi16(half(x, 0), half(y, 0)),
+                _mm256_madd_epi16(half(x, 16), half(y, 16)),
+            )
+        }
+    }
+}
+
+/// Q8_0 x Q8_0, 8 blocks per step: the 8 scale products in one F16C multiply, each block's
+/// integer lanes scaled into one of 4 float accumulators (no per-block horizontal sum).
+///
 /// # Safety
 /// AVX2 + FMA + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
@@ -441,14 +483,70 @@ pub(crate) unsafe fn vec_dot_q8_0_q8_0_body<const VNNI: bool>(
     x: &[BlockQ8_0],
     y: &[BlockQ8_0],
 ) -> f32 {
-    // SAFETY: forwarded caller guarantees.
-    unsafe { row_dot::<Q8_0Tile<VNNI>>(x, y) }
+    let n = x.len().min(y.len());
+    let (xc, xr) = x[..n].as_chunks::<8>();
+    let (yc, yr) = y[..n].as_chunks::<8>();
+    // SAFETY: features guaranteed by the caller; all block accesses are bounds-checked.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (xs, ys) in xc.iter().zip(yc) {
+            let mut dd = [0f32; 8];
+            _mm256_storeu_ps(
+                dd.as_mut_ptr(),
+                d_products8(xs.map(|b| b.d), ys.map(|b| b.d)),
+            );
+            for j in 0..8 {
+                let s = _mm256_cvtepi32_ps(idot_q8_0::<VNNI>(&xs[j].qs, &ys[j].qs));
+                acc[j % 4] = _mm256_fmadd_ps(_mm256_set1_ps(dd[j]), s, acc[j % 4]);
+            }
+        }
+        for (j, (x, y)) in xr.iter().zip(yr).enumerate() {
+            let s = _mm256_cvtepi32_ps(idot_q8_0::<VNNI>(&x.qs, &y.qs));
+            let d = f16_to_f32(x.d) * f16_to_f32(y.d);
+            acc[j % 4] = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc[j % 4]);
+        }
+        hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // k-quants: the integer sum of each super-block is reduced to a scalar and combined with the
 // scales by exactly the scalar twin's float expression, so these equal `scalar` bit for bit.
 
+/// Q4_K / Q5_K packed scales and mins (`scalar::scales_mins_k4`) with word operations: the
+/// 8 six-bit scales and the 8 six-bit mins, one per byte.
+#[inline(always)]
+fn scales_mins_k4_words(s: &[u8; 12]) -> (u64, u64) {
+    let w = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+    let (a, b, c) = (w(0), w(4), w(8));
+    let (m6, m4, m2) = (0x3F3F_3F3Fu32, 0x0F0F_0F0Fu32, 0x0303_0303u32);
+    let sc_hi = (c & m4) | (((a >> 6) & m2) << 4);
+    let mn_hi = ((c >> 4) & m4) | (((b >> 6) & m2) << 4);
+    let sc = (a & m6) as u64 | (sc_hi as u64) << 32;
+    let mn = (b & m6) as u64 | (mn_hi as u64) << 32;
+    (sc, mn)
+}
+
+/// `acc + sum of adjacent pairs p * s` (i16 x i16 -> i32), `vpdpwssd` with VNNI.
+#[inline(always)]
+unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+    // SAFETY: AVX2 (+ AVX512-VNNI/VL when `VNNI`) guaranteed by the caller.
+    unsafe {
+        if VNNI {
+            _mm256_dpwssd_epi32(acc, p, s)
+        } else {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
+        }
+    }
+}
+
+/// Q4_K x Q8_K. Per super-block, exactly the scalar twin's integers and float expression (so
+/// bit-equal): sub-block products as `maddubs` (u4 x i8 pairs fit i16) times the i16 scale
+/// broadcast by `pshufb`, mins against pair-summed `bsums` in one `pmaddwd`.
+///
 /// # Safety
 /// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
@@ -458,34 +556,54 @@ pub(crate) unsafe fn vec_dot_q4_k_q8_k_body<const VNNI: bool>(
 ) -> f32 {
     let mut sum = 0.0f32;
     for (x, y) in x.iter().zip(y) {
-        let (sc, mn) = scalar::scales_mins_k4(&x.scales);
-        let mut msum = 0i32;
-        for (&m, b) in mn.iter().zip(y.bsums.chunks_exact(2)) {
-            msum += m as i32 * (b[0] as i32 + b[1] as i32);
-        }
-        // SAFETY: AVX2 (+VNNI) guaranteed by the caller; loads read whole 32-byte sub-arrays.
-        let isum = unsafe {
-            let mut acc = _mm256_setzero_si256();
+        let (sc, mn) = scales_mins_k4_words(&x.scales);
+        // SAFETY: AVX2 + F16C (+VNNI) guaranteed by the caller; loads read whole 32-byte
+        // sub-arrays of `x.qs` / `y.qs` and the 32 bytes of `y.bsums`.
+        let term = unsafe {
+            // Scales as 8 x i16, in both 128-bit halves.
+            let sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
+            let sc16 = _mm256_broadcastsi128_si256(sc16);
+            let mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
+            let bs = _mm256_loadu_si256(y.bsums.as_ptr().cast());
+            // bsums[2s] + bsums[2s + 1] (|.| <= 4096, fits i16), then * min, summed.
+            let bp = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            let m = _mm_madd_epi16(bp, mn16);
+
             let m4 = _mm256_set1_epi8(0x0F);
             let qs = x.qs.as_ptr();
             let aq = y.qs.as_ptr();
+            let mut acc = [_mm256_setzero_si256(); 2];
             for j in 0..4 {
                 let q = _mm256_loadu_si256(qs.add(32 * j).cast());
                 let lo = _mm256_and_si256(q, m4);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                let a0 = _mm256_loadu_si256(aq.add(64 * j).cast());
-                let a1 = _mm256_loadu_si256(aq.add(64 * j + 32).cast());
-                let p0 = dot_u8i8::<VNNI>(_mm256_setzero_si256(), lo, a0);
-                let p1 = dot_u8i8::<VNNI>(_mm256_setzero_si256(), hi, a1);
-                let p0 = _mm256_mullo_epi32(p0, _mm256_set1_epi32(sc[2 * j] as i32));
-                let p1 = _mm256_mullo_epi32(p1, _mm256_set1_epi32(sc[2 * j + 1] as i32));
-                acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
+                let p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(aq.add(64 * j).cast()));
+                let p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(aq.add(64 * j + 32).cast()));
+                // Broadcast i16 lanes 2j and 2j + 1 of the scales.
+                let k = 4 * j as u8;
+                let s0 =
+                    _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(i16::from_le_bytes([k, k + 1])));
+                let s1 = _mm256_shuffle_epi8(
+                    sc16,
+                    _mm256_set1_epi16(i16::from_le_bytes([k + 2, k + 3])),
+                );
+                acc[0] = madd_acc::<VNNI>(acc[0], p0, s0);
+                acc[1] = madd_acc::<VNNI>(acc[1], p1, s1);
             }
-            hsum_epi32(acc)
+            let a = _mm256_add_epi32(acc[0], acc[1]);
+            let a = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+            // [isum, msum, ..]: both reductions at once, then both conversions at once.
+            let v = _mm_hadd_epi32(a, m);
+            let v = _mm_cvtepi32_ps(_mm_hadd_epi32(v, v));
+            // [d, dmin] (adjacent f16 fields), times d_a, times [isum, msum]: the scalar twin's
+            // `y.d * d * isum` and `y.d * dmin * msum`, rounded the same way.
+            let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(
+                (x.d.to_bits() as u32 | (x.dmin.to_bits() as u32) << 16) as i32,
+            ));
+            let t = _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(y.d), dd), v);
+            _mm_cvtss_f32(t) - _mm_cvtss_f32(_mm_movehdup_ps(t))
         };
-        // SAFETY: F16C guaranteed by the caller.
-        let (d, dmin) = unsafe { (f16_to_f32(x.d), f16_to_f32(x.dmin)) };
-        sum += y.d * d * isum as f32 - y.d * dmin * msum as f32;
+        sum += term;
     }
     sum
 }
