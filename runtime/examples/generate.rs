@@ -21,7 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tokenizer = load_tokenizer(&model)?;
     let mut session = Session::new(&model, SessionOptions::default())?;
     let mut sampler = Sampler::new(SamplerParams::greedy());
-    let opts = GenerateOptions { max_tokens: Some(64), decode_prompt: true };
+    let opts = GenerateOptions {
+        max_tokens: Some(64),
+        decode_prompt: true,
+    };
     let mut generator = Generator::new(&mut session, &tokenizer, &mut sampler, opts);
     generator.prompt(&tokenizer.encode(&prompt, tokenizer.add_bos()))?;
     print!("{}", generator.prompt_text());
@@ -32,6 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     println!("{}", generator.flush());
     let t = generator.timings();
-    eprintln!("stopped: {stop:?}; {:.1} tokens/s", t.generate_tokens_per_second());
+    eprintln!(
+        "stopped: {stop:?}; {:.1} tokens/s",
+        t.generate_tokens_per_second()
+    );
     Ok(())
 }

@@ -12,7 +12,8 @@ use crate::model::Model;
 use crate::ops::{RopeTable, add, rmsnorm, softmax, swiglu};
 use crate::weights::Tensor;
 
-/// Below this many attention multiply-adds per token, heads run on the calling thread.
+/// Below this many attention multiply-adds per layer (roughly), heads run on the calling
+/// thread.
 const PARALLEL_ATTENTION_MIN_WORK: usize = 1 << 14;
 
 /// Which logits a forward pass computes.
@@ -172,31 +173,36 @@ pub fn forward(
             );
         }
         // attn[t][h] = softmax(q[t][h] . K[0..=p][h / group] / sqrt(hd)) . V[0..=p][h / group]
-        // for each token t at position p = pos + t (causal) and query head h.
-        let kv_ref = &*kv;
-        for t in 0..n {
-            let n_pos = pos + t + 1;
-            let q_t = &q[t * dim..(t + 1) * dim];
-            let head = |(h, (o, sc)): (usize, (&mut [f32], &mut [f32]))| {
-                let kv_off = (h / c.gqa_group()) * hd;
-                let sc = &mut sc[..n_pos];
-                kv_ref.key_scores(k, l, kv_off, &q_t[h * hd..(h + 1) * hd], sc);
+        // for each token t at position p = pos + t (causal) and query head h. One task per
+        // head runs every token, writing head-major into xb (`[n_heads][n][hd]`, free until
+        // the output projection), which is then transposed into attn.
+        let (kv_ref, q_ref) = (&*kv, &*q);
+        let ctx = att.len() / c.n_heads;
+        let head = |(h, (o, sc)): (usize, (&mut [f32], &mut [f32]))| {
+            let kv_off = (h / c.gqa_group()) * hd;
+            for (t, o) in o.chunks_exact_mut(hd).enumerate() {
+                let sc = &mut sc[..pos + t + 1];
+                let q_th = &q_ref[t * dim + h * hd..t * dim + (h + 1) * hd];
+                kv_ref.key_scores(k, l, kv_off, q_th, sc);
                 sc.iter_mut().for_each(|v| *v *= scale);
                 softmax(sc);
                 kv_ref.mix_values(k, l, kv_off, sc, o);
-            };
-            let out = &mut attn[t * dim..(t + 1) * dim];
-            let ctx = att.len() / c.n_heads;
-            if n_pos * dim >= PARALLEL_ATTENTION_MIN_WORK {
-                out.par_chunks_mut(hd)
-                    .zip(att.par_chunks_mut(ctx))
-                    .enumerate()
-                    .for_each(head);
-            } else {
-                out.chunks_mut(hd)
-                    .zip(att.chunks_mut(ctx))
-                    .enumerate()
-                    .for_each(head);
+            }
+        };
+        if n * (pos + n) * dim >= PARALLEL_ATTENTION_MIN_WORK {
+            xb.par_chunks_mut(n * hd)
+                .zip(att.par_chunks_mut(ctx))
+                .enumerate()
+                .for_each(head);
+        } else {
+            xb.chunks_mut(n * hd)
+                .zip(att.chunks_mut(ctx))
+                .enumerate()
+                .for_each(head);
+        }
+        for (t, out) in attn.chunks_exact_mut(dim).enumerate() {
+            for (h, o) in out.chunks_exact_mut(hd).enumerate() {
+                o.copy_from_slice(&xb[(h * n + t) * hd..(h * n + t + 1) * hd]);
             }
         }
         // x[n][dim] += attn Wo^T

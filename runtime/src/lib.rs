@@ -1,7 +1,5 @@
 //! cinder: Llama 2 inference from GGUF files.
 
-pub mod mmap;
-pub mod tokenizer;
 pub mod bench;
 pub mod config;
 pub mod error;
@@ -9,10 +7,12 @@ pub mod forward;
 pub mod generate;
 pub mod kv_cache;
 pub mod matmul;
+pub mod mmap;
 pub mod model;
 pub mod ops;
 pub mod perplexity;
 pub mod sampler;
+pub mod tokenizer;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -4,7 +4,9 @@
 //! wants (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the k-quants, f32 for float
 //! weights). The weight rows are then split into chunks that rayon threads take, so each thread
 //! streams its own part of the matrix; a chunk computes every token against its rows with the
-//! tiled gemm where the kernels have one, else one `vec_dot` per (row, token).
+//! tiled gemm where the kernels have one (a block of tokens at a time, so they stay in cache
+//! while the chunk's rows pass over them), else one `vec_dot` per (row, token). One token
+//! (generation) gets a few large contiguous chunks per thread: the matrix is streamed once.
 
 use std::ops::Range;
 
@@ -16,8 +18,15 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::weights::{Tensor, View};
 
-/// Weight rows per work item.
+/// Weight rows per work item when the batch has more than one token.
 const CHUNK_ROWS: usize = 32;
+
+/// Work items per thread when the batch is one token (enough to even out a slow thread).
+const ITEMS_PER_THREAD: usize = 4;
+
+/// Tokens per gemm call: their quantized activations (`GEMM_TOKENS * cols` bytes and a bit)
+/// stay in L2 while a chunk's rows pass over them.
+const GEMM_TOKENS: usize = 64;
 
 /// Below this many multiply-adds a matmul runs on the calling thread (threads cost more).
 const PARALLEL_MIN_WORK: usize = 1 << 15;
@@ -85,18 +94,20 @@ pub fn matmul(
             let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| {
                 k.quantize_row_q8_0(x, q)
             });
-            run(rows, cols, n, out, tiles, |r, _t, o| {
-                let len = r.len();
-                k.gemm_q4_0_q8_0(wv, a, cols, r, o, len)
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                gemm_tokens(a, cols, r, t, o, |a, r, o, ldo| {
+                    k.gemm_q4_0_q8_0(wv, a, cols, r, o, ldo)
+                })
             })
         }
         View::Q8_0(wv) => {
             let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| {
                 k.quantize_row_q8_0(x, q)
             });
-            run(rows, cols, n, out, tiles, |r, _t, o| {
-                let len = r.len();
-                k.gemm_q8_0_q8_0(wv, a, cols, r, o, len)
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                gemm_tokens(a, cols, r, t, o, |a, r, o, ldo| {
+                    k.gemm_q8_0_q8_0(wv, a, cols, r, o, ldo)
+                })
             })
         }
         View::Q5_0(wv) => {
@@ -175,10 +186,32 @@ fn quantize<'a, B>(
     q
 }
 
+/// The tile of the Q8_0-activation gemms, `GEMM_TOKENS` tokens at a time:
+/// `gemm(a columns, rows, out, ldo)` as the kernels' `gemm_*` with `k = cols`.
+fn gemm_tokens(
+    a: &[BlockQ8_0],
+    cols: usize,
+    rows: Range<usize>,
+    n: usize,
+    out: &mut [f32],
+    gemm: impl Fn(&[BlockQ8_0], Range<usize>, &mut [f32], usize),
+) {
+    let (nb, len) = (cols / QK, rows.len());
+    for c0 in (0..n).step_by(GEMM_TOKENS) {
+        let c1 = (c0 + GEMM_TOKENS).min(n);
+        gemm(
+            &a[c0 * nb..c1 * nb],
+            rows.clone(),
+            &mut out[c0 * len..],
+            len,
+        );
+    }
+}
+
 /// Split the `rows` weight rows into chunks and let `tile(rows, n, out)` fill, for its chunk,
 /// `out[t * rows.len() + (r - rows.start)]` for every token `t < n`. With one token the tiles
-/// are the output itself; with more they go through `tiles` and are scattered to the
-/// token-major `out[t][r]`.
+/// are the output itself, in `ITEMS_PER_THREAD` contiguous chunks per thread; with more they
+/// are `CHUNK_ROWS` rows, go through `tiles` and are scattered to the token-major `out[t][r]`.
 fn run(
     rows: usize,
     cols: usize,
@@ -188,25 +221,29 @@ fn run(
     tile: impl Fn(Range<usize>, usize, &mut [f32]) + Sync,
 ) {
     let parallel = rows * cols * n >= PARALLEL_MIN_WORK;
+    let chunk = if n == 1 {
+        let items = rayon::current_num_threads() * ITEMS_PER_THREAD;
+        rows.div_ceil(items).next_multiple_of(16)
+    } else {
+        CHUNK_ROWS
+    };
     let work = |(j, o): (usize, &mut [f32])| {
-        let start = j * CHUNK_ROWS;
+        let start = j * chunk;
         tile(start..start + o.len() / n, n, o)
     };
     let buf: &mut [f32] = if n == 1 { out } else { &mut tiles[..rows * n] };
     if parallel {
-        buf.par_chunks_mut(CHUNK_ROWS * n)
-            .enumerate()
-            .for_each(work);
+        buf.par_chunks_mut(chunk * n).enumerate().for_each(work);
     } else {
-        buf.chunks_mut(CHUNK_ROWS * n).enumerate().for_each(work);
+        buf.chunks_mut(chunk * n).enumerate().for_each(work);
     }
     if n > 1 {
-        // Tile j holds rows j*CHUNK_ROWS.. for every token; copy them to out[t][r].
+        // Tile j holds rows j*chunk.. for every token; copy them to out[t][r].
         let tiles = &tiles[..rows * n];
         let scatter = |(t, o): (usize, &mut [f32])| {
-            for (j, tile) in tiles.chunks(CHUNK_ROWS * n).enumerate() {
+            for (j, tile) in tiles.chunks(chunk * n).enumerate() {
                 let len = tile.len() / n;
-                let r0 = j * CHUNK_ROWS;
+                let r0 = j * chunk;
                 o[r0..r0 + len].copy_from_slice(&tile[t * len..(t + 1) * len]);
             }
         };

@@ -99,11 +99,31 @@ fn q8_0_and_q4_0_tensors_equal_gguf_py_quantization_of_the_f32_conversion() {
         convert(model, "f32", &f32);
         for ty in ["q8_0", "q4_0"] {
             let q = dir.join(&format!("{model}.{ty}.gguf"));
-            let o = cinder(&["convert", model_dir(model).to_str().unwrap(), "-o", q.to_str().unwrap(), "--type", ty, "--pure", "-q"]);
+            let o = cinder(&[
+                "convert",
+                model_dir(model).to_str().unwrap(),
+                "-o",
+                q.to_str().unwrap(),
+                "--type",
+                ty,
+                "--pure",
+                "-q",
+            ]);
             assert!(o.status.success(), "{}", stderr(&o));
-            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quantized_equals_gguf_py.py");
-            let py = std::process::Command::new(python_with_gguf()).arg(script).arg(&f32).arg(&q).output().unwrap();
-            assert!(py.status.success(), "{model} {ty}: {}{}", stdout(&py), stderr(&py));
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/py/quantized_equals_gguf_py.py");
+            let py = std::process::Command::new(python_with_gguf())
+                .arg(script)
+                .arg(&f32)
+                .arg(&q)
+                .output()
+                .unwrap();
+            assert!(
+                py.status.success(),
+                "{model} {ty}: {}{}",
+                stdout(&py),
+                stderr(&py)
+            );
         }
     }
 }
