@@ -117,12 +117,12 @@ impl LlamaConfig {
                 )));
             }
         }
-        if let Some(act) = json.get("hidden_act").and_then(Json::as_str) {
-            if act != "silu" {
-                return Err(bad(format!(
-                    "hidden_act {act:?} is not supported (Llama uses silu)"
-                )));
-            }
+        if let Some(act) = json.get("hidden_act").and_then(Json::as_str)
+            && act != "silu"
+        {
+            return Err(bad(format!(
+                "hidden_act {act:?} is not supported (Llama uses silu)"
+            )));
         }
         Ok(LlamaConfig {
             hidden_size,
@@ -320,15 +320,13 @@ impl Checkpoint {
                         });
                     }
                 };
-                if let Some(expected) = &expected {
-                    if expected.get(&name).map(String::as_str) != Some(file.as_str()) {
-                        return Err(Error::BadIndex {
-                            path: index.clone(),
-                            reason: format!(
-                                "tensor {name} is in {file} but the index does not say so"
-                            ),
-                        });
-                    }
+                if let Some(expected) = &expected
+                    && expected.get(&name).map(String::as_str) != Some(file.as_str())
+                {
+                    return Err(Error::BadIndex {
+                        path: index.clone(),
+                        reason: format!("tensor {name} is in {file} but the index does not say so"),
+                    });
                 }
                 let (start, end) = info.data_offsets;
                 let range = data_start + start..data_start + end;
@@ -344,13 +342,13 @@ impl Checkpoint {
             }
             shards.push(Shard { path, map });
         }
-        if let Some(expected) = &expected {
-            if let Some(name) = expected.keys().find(|n| !tensors.contains_key(*n)) {
-                return Err(Error::MissingTensor {
-                    name: name.clone(),
-                    path: dir.join(&expected[name]),
-                });
-            }
+        if let Some(expected) = &expected
+            && let Some(name) = expected.keys().find(|n| !tensors.contains_key(*n))
+        {
+            return Err(Error::MissingTensor {
+                name: name.clone(),
+                path: dir.join(&expected[name]),
+            });
         }
         Ok(Checkpoint {
             dir: dir.to_path_buf(),

@@ -113,6 +113,22 @@ pub fn expected_order(n_layers: usize, has_output: bool) -> Vec<String> {
     names
 }
 
+/// The role and layer of a GGUF (llama.cpp) tensor name, or `None` for names outside the
+/// Llama architecture.
+pub fn gguf_role(name: &str) -> Option<(Role, Option<usize>)> {
+    match name {
+        "token_embd.weight" => return Some((Role::TokenEmbd, None)),
+        "output_norm.weight" => return Some((Role::OutputNorm, None)),
+        "output.weight" => return Some((Role::Output, None)),
+        _ => {}
+    }
+    let rest = name.strip_prefix("blk.")?;
+    let (layer, suffix) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (_, _, role) = LAYER_TENSORS.iter().find(|(_, gguf, _)| *gguf == suffix)?;
+    Some((*role, Some(layer)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,20 +156,4 @@ mod tests {
         }
         assert!(is_ignored("model.layers.0.self_attn.rotary_emb.inv_freq"));
     }
-}
-
-/// The role and layer of a GGUF (llama.cpp) tensor name, or `None` for names outside the
-/// Llama architecture.
-pub fn gguf_role(name: &str) -> Option<(Role, Option<usize>)> {
-    match name {
-        "token_embd.weight" => return Some((Role::TokenEmbd, None)),
-        "output_norm.weight" => return Some((Role::OutputNorm, None)),
-        "output.weight" => return Some((Role::Output, None)),
-        _ => {}
-    }
-    let rest = name.strip_prefix("blk.")?;
-    let (layer, suffix) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let (_, _, role) = LAYER_TENSORS.iter().find(|(_, gguf, _)| *gguf == suffix)?;
-    Some((*role, Some(layer)))
 }

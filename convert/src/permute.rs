@@ -10,7 +10,7 @@ pub fn unpermute_rows<T: Copy>(src: &[T], dst: &mut [T], heads: usize, rows: usi
     assert_eq!(src.len(), rows * cols, "source size");
     assert_eq!(dst.len(), rows * cols, "destination size");
     assert!(
-        heads > 0 && rows % (2 * heads) == 0,
+        heads > 0 && rows.is_multiple_of(2 * heads),
         "{rows} rows do not split into {heads} heads of pairs"
     );
     let head_dim = rows / heads;

@@ -189,7 +189,7 @@ fn use_more_bits(i: usize, n: usize) -> bool {
 
 /// The type a type falls back to when its block does not divide a row of `ncols` values.
 fn fallback(ty: GgmlType, ncols: usize) -> GgmlType {
-    if ncols % ty.block_size() == 0 {
+    if ncols.is_multiple_of(ty.block_size()) {
         return ty;
     }
     let next = match ty {
@@ -199,7 +199,7 @@ fn fallback(ty: GgmlType, ncols: usize) -> GgmlType {
         GgmlType::Q6_K => GgmlType::Q8_0,
         _ => GgmlType::F16,
     };
-    if ncols % next.block_size() == 0 {
+    if ncols.is_multiple_of(next.block_size()) {
         next
     } else {
         GgmlType::F16
@@ -222,15 +222,13 @@ pub fn tensor_type(
     }
     let ncols = dims[0] as usize;
     let is_output = role == Role::Output || (!model.has_output && role == Role::TokenEmbd);
-    if role == Role::TokenEmbd {
-        if let Some(t) = ov.token_embedding {
-            return t;
-        }
+    if role == Role::TokenEmbd
+        && let Some(t) = ov.token_embedding
+    {
+        return t;
     }
-    if is_output {
-        if let Some(t) = ov.output {
-            return t;
-        }
+    if is_output && let Some(t) = ov.output {
+        return t;
     }
     let default = ft.default_type();
     if !ft.is_quantized() {
@@ -265,7 +263,7 @@ fn mix_rule(
     use GgmlType as G;
     let n = model.n_layers;
     if is_output {
-        return if ncols % default.block_size() != 0 {
+        return if !ncols.is_multiple_of(default.block_size()) {
             G::Q8_0
         } else if default != G::Q8_0 {
             G::Q6_K

@@ -120,7 +120,7 @@ impl GgmlType {
     /// Bytes of a row of `n` values, or `None` when `n` is not a multiple of the block size
     /// (or the size overflows).
     pub fn row_bytes(self, n: usize) -> Option<usize> {
-        if n % self.block_size() != 0 {
+        if !n.is_multiple_of(self.block_size()) {
             return None;
         }
         (n / self.block_size()).checked_mul(self.type_size())
@@ -129,7 +129,7 @@ impl GgmlType {
     /// Bytes of a tensor with `n` values in total, checked like [`GgmlType::row_bytes`].
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        if n % bs != 0 {
+        if !n.is_multiple_of(bs) {
             return None;
         }
         (n / bs).checked_mul(self.type_size() as u64)

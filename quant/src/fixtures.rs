@@ -37,7 +37,7 @@ pub fn read(rel: &str) -> Vec<u8> {
 pub fn read_f32(rel: &str) -> Vec<f32> {
     let bytes = read(rel);
     assert!(
-        bytes.len() % 4 == 0,
+        bytes.len().is_multiple_of(4),
         "fixture {rel} is not a whole number of f32 values"
     );
     bytes

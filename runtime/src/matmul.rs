@@ -69,7 +69,7 @@ pub fn matmul(
 ) -> Result<()> {
     let (rows, cols) = (w.rows(), w.cols());
     assert!(
-        cols > 0 && x.len() % cols == 0,
+        cols > 0 && x.len().is_multiple_of(cols),
         "matmul {}: activations are not whole rows",
         w.name()
     );

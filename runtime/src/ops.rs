@@ -49,7 +49,7 @@ impl RopeTable {
     /// head in `x` by the angles of position `pos` (GGUF / llama.cpp "normal" RoPE).
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
         assert!(
-            x.len() % head_dim == 0 && 2 * self.half <= head_dim,
+            x.len().is_multiple_of(head_dim) && 2 * self.half <= head_dim,
             "rope: bad head size"
         );
         let cos = &self.cos[pos * self.half..(pos + 1) * self.half];

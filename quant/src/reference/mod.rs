@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 
 fn check_len(ty: GgmlType, values: usize, bytes: usize) -> Result<()> {
     let (block, size) = (ty.block_size(), ty.type_size());
-    if values % block != 0 || values / block * size != bytes {
+    if !values.is_multiple_of(block) || values / block * size != bytes {
         return Err(Error::RowLength {
             ty,
             values,
