@@ -80,6 +80,17 @@ pub fn matmul(
     }
     let k = kernels;
     let tiles = &mut s.tiles;
+    // Weight types without a tiled kernel: activations quantized once to the dot format,
+    // then one vec_dot per (weight row, token).
+    macro_rules! rowwise {
+        ($wv:expr, $qk:expr, $buf:ident, $quantize:ident, $dot:ident) => {{
+            let nb = cols / $qk;
+            let a = quantize(x, n, nb, &mut s.$buf, |x, q| k.$quantize(x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows($wv, nb, a, nb, r, t, o, |a, b| k.$dot(a, b))
+            })
+        }};
+    }
     match w.view(file)? {
         View::F32(wv) => run(rows, cols, n, out, tiles, |r, t, o| {
             dot_rows(wv, cols, x, cols, r, t, o, |a, b| k.vec_dot_f32_f32(a, b))
@@ -110,62 +121,14 @@ pub fn matmul(
                 })
             })
         }
-        View::Q5_0(wv) => {
-            let nb = cols / QK;
-            let a = quantize(x, n, nb, &mut s.q8_0, |x, q| k.quantize_row_q8_0(x, q));
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q5_0_q8_0(a, b))
-            })
-        }
-        View::Q4_1(wv) => {
-            let nb = cols / QK;
-            let a = quantize(x, n, nb, &mut s.q8_1, |x, q| k.quantize_row_q8_1(x, q));
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q4_1_q8_1(a, b))
-            })
-        }
-        View::Q5_1(wv) => {
-            let nb = cols / QK;
-            let a = quantize(x, n, nb, &mut s.q8_1, |x, q| k.quantize_row_q8_1(x, q));
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q5_1_q8_1(a, b))
-            })
-        }
-        View::Q2K(wv) => {
-            let nb = cols / QK_K;
-            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q2_k_q8_k(a, b))
-            })
-        }
-        View::Q3K(wv) => {
-            let nb = cols / QK_K;
-            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q3_k_q8_k(a, b))
-            })
-        }
-        View::Q4K(wv) => {
-            let nb = cols / QK_K;
-            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q4_k_q8_k(a, b))
-            })
-        }
-        View::Q5K(wv) => {
-            let nb = cols / QK_K;
-            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q5_k_q8_k(a, b))
-            })
-        }
-        View::Q6K(wv) => {
-            let nb = cols / QK_K;
-            let a = quantize(x, n, nb, &mut s.q8_k, |x, q| k.quantize_row_q8_k(x, q));
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q6_k_q8_k(a, b))
-            })
-        }
+        View::Q5_0(wv) => rowwise!(wv, QK, q8_0, quantize_row_q8_0, vec_dot_q5_0_q8_0),
+        View::Q4_1(wv) => rowwise!(wv, QK, q8_1, quantize_row_q8_1, vec_dot_q4_1_q8_1),
+        View::Q5_1(wv) => rowwise!(wv, QK, q8_1, quantize_row_q8_1, vec_dot_q5_1_q8_1),
+        View::Q2K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q2_k_q8_k),
+        View::Q3K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q3_k_q8_k),
+        View::Q4K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q4_k_q8_k),
+        View::Q5K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q5_k_q8_k),
+        View::Q6K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q6_k_q8_k),
     }
     Ok(())
 }
