@@ -180,6 +180,7 @@ type QuantFn<B> = unsafe fn(&[f32], &mut [B]);
 type DotFn<X, Y> = unsafe fn(&[X], &[Y]) -> f32;
 type GemmFn<W, A> = unsafe fn(&[W], &[A], usize, &mut [f32], usize);
 type DequantFn<B> = unsafe fn(&[B], &mut [f32]);
+type GemmNnFn<B> = unsafe fn(&[f32], &[B], &mut [f32], MatShape);
 
 kernel_table! {
     quantize_row_q8_0: QuantFn<BlockQ8_0>,
@@ -203,6 +204,8 @@ kernel_table! {
     dequantize_row_q8_0: DequantFn<BlockQ8_0>,
     dequantize_row_q6_k: DequantFn<BlockQ6_K>,
     dequantize_row_f16: DequantFn<f16>,
+    gemm_f32_f16: GemmNnFn<f16>,
+    gemm_f32_f32: GemmNnFn<f32>,
 }
 
 impl Kernels {
@@ -343,7 +346,75 @@ macro_rules! gemm {
     };
 }
 
+/// Shape of a float matrix product `c = a b` ([`Kernels::gemm_f32_f16`]): `a` is `m x k`,
+/// `b` is `k x n`, `c` is `m x n`, each row-major with the given row strides (in elements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatShape {
+    /// Rows of `a` and `c`.
+    pub m: usize,
+    /// Columns of `a`, rows of `b`.
+    pub k: usize,
+    /// Columns of `b` and `c`.
+    pub n: usize,
+    /// Row stride of `a` (`>= k`).
+    pub lda: usize,
+    /// Row stride of `b` (`>= n`).
+    pub ldb: usize,
+    /// Row stride of `c` (`>= n`).
+    pub ldc: usize,
+}
+
+impl MatShape {
+    /// Panics unless the strides and the three lengths hold the shape.
+    fn check(&self, name: &str, a: usize, b: usize, c: usize) {
+        let MatShape {
+            m,
+            k,
+            n,
+            lda,
+            ldb,
+            ldc,
+        } = *self;
+        assert!(
+            lda >= k && ldb >= n && ldc >= n,
+            "{name}: a row stride is shorter than its row"
+        );
+        if m > 0 && k > 0 {
+            assert!(a >= (m - 1) * lda + k, "{name}: a too short");
+        }
+        if k > 0 && n > 0 {
+            assert!(b >= (k - 1) * ldb + n, "{name}: b too short");
+        }
+        if m > 0 && n > 0 {
+            assert!(c >= (m - 1) * ldc + n, "{name}: c too short");
+        }
+    }
+}
+
+macro_rules! gemm_nn {
+    ($(#[$doc:meta])* $name:ident, $b:ty) => {
+        $(#[$doc])*
+        ///
+        /// `c[t * ldc + j] = sum_{i < k} a[t * lda + i] * b[i * ldb + j]` for `t < m`, `j < n`
+        /// (`c`'s other elements are untouched; `k = 0` gives zeros). Panics unless the slices
+        /// hold the shape.
+        pub fn $name(&self, a: &[f32], b: &[$b], c: &mut [f32], s: MatShape) {
+            s.check(stringify!($name), a.len(), b.len(), c.len());
+            if s.m == 0 || s.n == 0 {
+                return;
+            }
+            // SAFETY: owning `self` proves the CPU has `self.isa`'s features; the slices hold
+            // every element the shape addresses (checked above).
+            unsafe { (self.$name)(a, b, c, s) }
+        }
+    };
+}
+
 impl Kernels {
+    gemm_nn!(/// f32 x f16 matrix product (attention over an f16 KV cache).
+        gemm_f32_f16, f16);
+    gemm_nn!(/// f32 x f32 matrix product (attention over an f32 KV cache).
+        gemm_f32_f32, f32);
     quantizer!(/// f32 -> Q8_0 activations (for Q4_0, Q5_0, Q8_0 weights); bytes equal quant's reference.
         quantize_row_q8_0, BlockQ8_0, QK);
     quantizer!(/// f32 -> Q8_1 activations (for Q4_1, Q5_1 weights); bytes equal quant's reference.

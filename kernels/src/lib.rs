@@ -18,4 +18,4 @@ mod x86;
 #[cfg(target_arch = "aarch64")]
 mod arm;
 
-pub use dispatch::{Isa, Kernels, KernelsError, cpu_features};
+pub use dispatch::{Isa, Kernels, KernelsError, MatShape, cpu_features};

@@ -9,6 +9,8 @@ use cinder_quant::block::*;
 use cinder_quant::dtype::QK_K;
 use half::f16;
 
+use crate::dispatch::MatShape;
+
 // ---------------------------------------------------------------------------------------------
 // Activation quantizers: the scalar twins are quant's reference quantizers themselves (the
 // oracle the SIMD quantizers must equal byte for byte).
@@ -340,6 +342,45 @@ pub fn gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f3
     for (r, wr) in w.chunks_exact(nb).enumerate() {
         for (c, ac) in a.chunks_exact(nb).enumerate() {
             out[c * ldo + r] = vec_dot_q8_0_q8_0(wr, ac);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float matrix products (attention): `c = a b` with `b` row-major, summed in `i` order.
+
+/// `c[t * ldc + j] = sum_{i < k} a[t * lda + i] * b[i * ldb + j]` for `t < m`, `j < n`: each
+/// output summed left to right in f32 (`Kernels::gemm_f32_f16` checks the shape).
+#[inline(always)]
+pub fn gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: MatShape) {
+    gemm_nn(a, b, c, s, f16::to_f32)
+}
+
+/// As [`gemm_f32_f16`] with f32 `b`.
+#[inline(always)]
+pub fn gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: MatShape) {
+    gemm_nn(a, b, c, s, |v| v)
+}
+
+/// The body of both: one row of `c` at a time, `b`'s rows streamed in `i` order.
+#[inline(always)]
+fn gemm_nn<B: Copy>(a: &[f32], b: &[B], c: &mut [f32], s: MatShape, f: impl Fn(B) -> f32) {
+    let MatShape {
+        m,
+        k,
+        n,
+        lda,
+        ldb,
+        ldc,
+    } = s;
+    for t in 0..m {
+        let crow = &mut c[t * ldc..][..n];
+        crow.fill(0.0);
+        for i in 0..k {
+            let x = a[t * lda + i];
+            for (cj, &bj) in crow.iter_mut().zip(&b[i * ldb..][..n]) {
+                *cj += x * f(bj);
+            }
         }
     }
 }

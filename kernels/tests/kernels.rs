@@ -315,7 +315,7 @@ proptest! {
 
     #[test]
     fn gemm_every_isa_matches_scalar_and_writes_only_its_tile(
-        (nb, _rows, cols, w4, w8, a, r0, r1, pad) in (1usize..=5, 1usize..=11, 1usize..=10)
+        (nb, _rows, cols, w4, w8, a, r0, r1, pad) in (1usize..=5, 1usize..=40, 1usize..=20)
             .prop_flat_map(|(nb, rows, cols)| (
                 Just(nb), Just(rows), Just(cols),
                 blocks::<BlockQ4_0, _>(nb * rows, scale16(), |b, d| b.d = d),
@@ -563,4 +563,77 @@ fn gemm_short_output_panics() {
 fn available_isas_are_listed() {
     // Printed so a run's log shows which Isas the property tests covered.
     eprintln!("kernels under test: {:?}", Kernels::available());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float matrix products (attention): every Isa against the scalar twin, the scalar twin
+// against f64, and nothing written outside `c`'s m x n window.
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn gemm_f32_every_isa_matches_scalar_and_f64_and_writes_only_its_window(
+        ((m, k, n), (pa, pb, pc), a, b) in (1usize..=9, 0usize..=40, 1usize..=80, 0usize..3, 0usize..20, 0usize..3)
+            .prop_flat_map(|(m, k, n, pa, pb, pc)| (
+                Just((m, k, n)), Just((pa, pb, pc)),
+                act_floats(m * (k + pa)), act_floats(k * (n + pb)))),
+    ) {
+        use cinder_kernels::MatShape;
+        let s = MatShape { m, k, n, lda: k + pa, ldb: n + pb, ldc: n + pc };
+        let b16: Vec<f16> = b.iter().map(|&v| f16::from_f32(v)).collect();
+        const SENTINEL: f32 = -12345.5;
+        let len = m * s.ldc;
+        for (name, bd) in [
+            ("gemm_f32_f16", b16.iter().map(|v| f64::from(v.to_f32())).collect::<Vec<_>>()),
+            ("gemm_f32_f32", b.iter().map(|&v| f64::from(v)).collect()),
+        ] {
+            let run = |kern: &Kernels, c: &mut [f32]| {
+                if name == "gemm_f32_f16" {
+                    kern.gemm_f32_f16(&a, &b16, c, s)
+                } else {
+                    kern.gemm_f32_f32(&a, &b, c, s)
+                }
+            };
+            let mut want = vec![SENTINEL; len];
+            run(&Kernels::scalar(), &mut want);
+            for kern in all_kernels() {
+                let mut got = vec![SENTINEL; len];
+                run(&kern, &mut got);
+                for t in 0..m {
+                    for j in 0..s.ldc {
+                        let i = t * s.ldc + j;
+                        if j >= n {
+                            prop_assert!(got[i] == SENTINEL, "{name} on {}: wrote ({t}, {j})", kern.isa());
+                            continue;
+                        }
+                        let terms: Vec<f64> = (0..k).map(|x| f64::from(a[t * s.lda + x]) * bd[x * s.ldb + j]).collect();
+                        let mm: f64 = terms.iter().map(|v| v.abs()).sum();
+                        close(name, kern.isa(), got[i], want[i], k, mm)?;
+                        if kern.isa() == Isa::Scalar {
+                            let exact: f64 = terms.iter().sum();
+                            let err = (f64::from(want[i]) - exact).abs();
+                            prop_assert!(err <= (k as f64 + 1.0) * EPS * mm + 1e-35, "{name} scalar vs f64: {} vs {exact}", want[i]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "c too short")]
+fn gemm_f32_short_output_panics() {
+    let s = cinder_kernels::MatShape {
+        m: 2,
+        k: 3,
+        n: 4,
+        lda: 3,
+        ldb: 4,
+        ldc: 4,
+    };
+    let (a, b) = (vec![0.0; 6], vec![f16::ZERO; 12]);
+    let mut c = vec![0.0; 7];
+    Kernels::detect().gemm_f32_f16(&a, &b, &mut c, s);
 }

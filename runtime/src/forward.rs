@@ -16,6 +16,10 @@ use crate::weights::Tensor;
 /// thread.
 const PARALLEL_ATTENTION_MIN_WORK: usize = 1 << 14;
 
+/// Query tokens per attention step of one head: their score rows (`ATTN_TOKENS x ctx`) are
+/// one matrix product against the cached keys and one against the cached values.
+const ATTN_TOKENS: usize = 16;
+
 /// Which logits a forward pass computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
@@ -41,7 +45,7 @@ pub struct State {
     v: Vec<f32>,
     /// Attention output (heads concatenated), `[batch][dim]`.
     attn: Vec<f32>,
-    /// Attention weights of one token, `[n_heads][ctx_size]`.
+    /// Attention weights of `ATTN_TOKENS` tokens per head, `[n_heads][ATTN_TOKENS][ctx_size]`.
     att: Vec<f32>,
     /// SwiGLU gate, `[batch][ffn]`.
     gate: Vec<f32>,
@@ -69,7 +73,7 @@ impl State {
             k: vec![0.0; b * c.kv_dim()],
             v: vec![0.0; b * c.kv_dim()],
             attn: vec![0.0; b * c.dim],
-            att: vec![0.0; c.n_heads * ctx_size],
+            att: vec![0.0; c.n_heads * ATTN_TOKENS * ctx_size],
             gate: vec![0.0; b * c.ffn_dim],
             up: vec![0.0; b * c.ffn_dim],
             logits: vec![0.0; b * c.vocab_size],
@@ -174,29 +178,36 @@ pub fn forward(
         }
         // attn[t][h] = softmax(q[t][h] . K[0..=p][h / group] / sqrt(hd)) . V[0..=p][h / group]
         // for each token t at position p = pos + t (causal) and query head h. One task per
-        // head runs every token, writing head-major into xb (`[n_heads][n][hd]`, free until
-        // the output projection), which is then transposed into attn.
+        // head runs every token, ATTN_TOKENS at a time (scores of a block: [m][positions], the
+        // positions after a token's own zeroed), writing head-major into xb (`[n_heads][n][hd]`,
+        // free until the output projection), which is then transposed into attn.
         let (kv_ref, q_ref) = (&*kv, &*q);
-        let ctx = att.len() / c.n_heads;
+        let ctx = att.len() / (c.n_heads * ATTN_TOKENS);
         let head = |(h, (o, sc)): (usize, (&mut [f32], &mut [f32]))| {
             let kv_off = (h / c.gqa_group()) * hd;
-            for (t, o) in o.chunks_exact_mut(hd).enumerate() {
-                let sc = &mut sc[..pos + t + 1];
-                let q_th = &q_ref[t * dim + h * hd..t * dim + (h + 1) * hd];
-                kv_ref.key_scores(k, l, kv_off, q_th, sc);
-                sc.iter_mut().for_each(|v| *v *= scale);
-                softmax(sc);
-                kv_ref.mix_values(k, l, kv_off, sc, o);
+            for t0 in (0..n).step_by(ATTN_TOKENS) {
+                let m = ATTN_TOKENS.min(n - t0);
+                let positions = pos + t0 + m;
+                let q_block = (&q_ref[t0 * dim + h * hd..], dim);
+                kv_ref.key_scores(k, l, kv_off, q_block, (m, hd, positions), sc, ctx);
+                for (t, row) in sc.chunks_mut(ctx).take(m).enumerate() {
+                    let (seen, future) = row[..positions].split_at_mut(pos + t0 + t + 1);
+                    seen.iter_mut().for_each(|v| *v *= scale);
+                    softmax(seen);
+                    future.fill(0.0);
+                }
+                let o = &mut o[t0 * hd..];
+                kv_ref.mix_values(k, l, kv_off, (sc, ctx), (m, hd, positions), o, hd);
             }
         };
         if n * (pos + n) * dim >= PARALLEL_ATTENTION_MIN_WORK {
             xb.par_chunks_mut(n * hd)
-                .zip(att.par_chunks_mut(ctx))
+                .zip(att.par_chunks_mut(ATTN_TOKENS * ctx))
                 .enumerate()
                 .for_each(head);
         } else {
             xb.chunks_mut(n * hd)
-                .zip(att.chunks_mut(ctx))
+                .zip(att.chunks_mut(ATTN_TOKENS * ctx))
                 .enumerate()
                 .for_each(head);
         }

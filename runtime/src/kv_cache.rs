@@ -1,11 +1,13 @@
 //! The key/value cache: the rotated keys and the values of every past position, per layer,
 //! allocated once for the session's context size.
 //!
-//! Keys are stored `[layer][position][kv_dim]`, so a query dots one contiguous row per
-//! position. Values are stored transposed, `[layer][kv_dim][position]`, so each output element
-//! of attention is one contiguous dot product of the attention weights with a value column.
+//! Keys are stored transposed, `[layer][kv_dim][position]`, and values `[layer][position]
+//! [kv_dim]`, so both products of attention read row-major operands from the cache: the scores
+//! `q K^T` take K^T's rows (one per head dimension, positions contiguous) and the output `p V`
+//! takes V's rows (one per position), each through the kernels' tiled `gemm_f32_*` for a block
+//! of query tokens at once.
 
-use cinder_kernels::Kernels;
+use cinder_kernels::{Kernels, MatShape};
 use half::f16;
 
 /// Element type of the cache.
@@ -39,12 +41,11 @@ impl Store {
         }
     }
 
-    /// `dot(self[range], x)`.
-    fn dot(&self, k: &Kernels, start: usize, x: &[f32]) -> f32 {
-        let r = start..start + x.len();
+    /// `c = a b`, with `b` the cache from element `start` on (see [`MatShape`]).
+    fn gemm(&self, k: &Kernels, a: &[f32], start: usize, c: &mut [f32], s: MatShape) {
         match self {
-            Store::F16(s) => k.vec_dot_f16_f32(&s[r], x),
-            Store::F32(s) => k.vec_dot_f32_f32(&s[r], x),
+            Store::F16(b) => k.gemm_f32_f16(a, &b[start..], c, s),
+            Store::F32(b) => k.gemm_f32_f32(a, &b[start..], c, s),
         }
     }
 }
@@ -104,52 +105,71 @@ impl KvCache {
             k.len() == self.kv_dim && v.len() == self.kv_dim,
             "kv store: row length"
         );
-        let kbase = (layer * self.ctx_size + pos) * self.kv_dim;
+        let kbase = layer * self.kv_dim * self.ctx_size + pos;
         for (i, &x) in k.iter().enumerate() {
-            self.k.set(kbase + i, x);
+            self.k.set(kbase + i * self.ctx_size, x);
         }
-        let vbase = layer * self.kv_dim * self.ctx_size;
+        let vbase = (layer * self.ctx_size + pos) * self.kv_dim;
         for (i, &x) in v.iter().enumerate() {
-            self.v.set(vbase + i * self.ctx_size + pos, x);
+            self.v.set(vbase + i, x);
         }
     }
 
-    /// `scores[t] = dot(key of position t, q)` for `t < scores.len()`, where `q` is one head
-    /// (`head_dim` values) and `offset` the head's first element within `kv_dim`.
+    /// Attention scores of `m` query tokens of one head: `scores[t * lds + j] = q[t * ldq..]
+    /// [..hd] . key(j)[offset..offset + hd]` for `t < m` and positions `j < positions`.
+    #[allow(clippy::too_many_arguments)]
     pub fn key_scores(
         &self,
         k: &Kernels,
         layer: usize,
         offset: usize,
-        q: &[f32],
+        (q, ldq): (&[f32], usize),
+        (m, hd, positions): (usize, usize, usize),
         scores: &mut [f32],
+        lds: usize,
     ) {
         assert!(
-            scores.len() <= self.ctx_size && offset + q.len() <= self.kv_dim,
+            positions <= self.ctx_size && offset + hd <= self.kv_dim,
             "key_scores: range"
         );
-        let base = layer * self.ctx_size * self.kv_dim + offset;
-        for (t, s) in scores.iter_mut().enumerate() {
-            *s = self.k.dot(k, base + t * self.kv_dim, q);
-        }
+        let shape = MatShape {
+            m,
+            k: hd,
+            n: positions,
+            lda: ldq,
+            ldb: self.ctx_size,
+            ldc: lds,
+        };
+        let start = (layer * self.kv_dim + offset) * self.ctx_size;
+        self.k.gemm(k, q, start, scores, shape);
     }
 
-    /// `out[d] = sum_t weights[t] * value[t][offset + d]` over the positions `t < weights.len()`.
+    /// Attention output of `m` query tokens of one head: `out[t * ldo + d] = sum_{j <
+    /// positions} weights[t * ldw + j] * value(j)[offset + d]` for `t < m`, `d < hd`.
+    #[allow(clippy::too_many_arguments)]
     pub fn mix_values(
         &self,
         k: &Kernels,
         layer: usize,
         offset: usize,
-        weights: &[f32],
+        (weights, ldw): (&[f32], usize),
+        (m, hd, positions): (usize, usize, usize),
         out: &mut [f32],
+        ldo: usize,
     ) {
         assert!(
-            weights.len() <= self.ctx_size && offset + out.len() <= self.kv_dim,
+            positions <= self.ctx_size && offset + hd <= self.kv_dim,
             "mix_values: range"
         );
-        let base = (layer * self.kv_dim + offset) * self.ctx_size;
-        for (d, o) in out.iter_mut().enumerate() {
-            *o = self.v.dot(k, base + d * self.ctx_size, weights);
-        }
+        let shape = MatShape {
+            m,
+            k: positions,
+            n: hd,
+            lda: ldw,
+            ldb: self.kv_dim,
+            ldc: ldo,
+        };
+        let start = layer * self.ctx_size * self.kv_dim + offset;
+        self.v.gemm(k, weights, start, out, shape);
     }
 }

@@ -184,12 +184,12 @@ fn run(
     tile: impl Fn(Range<usize>, usize, &mut [f32]) + Sync,
 ) {
     let parallel = rows * cols * n >= PARALLEL_MIN_WORK;
-    let chunk = if n == 1 {
-        let items = rayon::current_num_threads() * ITEMS_PER_THREAD;
-        rows.div_ceil(items).next_multiple_of(16)
-    } else {
-        CHUNK_ROWS
-    };
+    // With one token, a few large contiguous chunks per thread stream the matrix once; with
+    // more, chunks as large as still balance the threads, since each tiled-gemm call repacks
+    // its rows and summarizes its activations once.
+    let items = rayon::current_num_threads() * ITEMS_PER_THREAD;
+    let chunk = rows.div_ceil(items).next_multiple_of(16);
+    let chunk = if n == 1 { chunk } else { chunk.max(CHUNK_ROWS) };
     let work = |(j, o): (usize, &mut [f32])| {
         let start = j * chunk;
         tile(start..start + o.len() / n, n, o)

@@ -242,8 +242,13 @@ fn stories260k_greedy_with_f16_kv_cache_matches_reference_tokens() {
 }
 
 /// Evaluating token by token gives the logits of one batch (and of batches split by
-/// `max_batch`) to within 1e-4.
-fn batch_equals_incremental(path: &Path, model: &str) {
+/// `max_batch`). With f32 weights the arithmetic is the same whatever the batch: within 1e-4.
+/// Quantized weights go through different kernels (a 16-row strip gemm for batches, a
+/// row-at-a-time dot for one token) that round their float sums in another order, and the
+/// next layer's 8-bit activation quantization can turn such a last-bit difference into one
+/// quantization step: there the bound is `quant_rel_rms` (relative RMS over every logit of
+/// the prompt), far below what a wrong tile or position would give.
+fn batch_equals_incremental(path: &Path, model: &str, quant_rel_rms: Option<f64>) {
     let m = Model::load(path).expect("load");
     let (vocab, prompts) = reference(model);
     for p in &prompts[..2] {
@@ -251,35 +256,46 @@ fn batch_equals_incremental(path: &Path, model: &str) {
         let split = eval_all(&m, &p.ids, opts(KvType::F32, 3));
         let mut s = Session::new(&m, opts(KvType::F32, 64)).expect("session");
         let mut worst = 0f32;
+        let (mut d2, mut r2) = (0f64, 0f64);
         for (i, &id) in p.ids.iter().enumerate() {
             s.eval(&[id]).expect("eval");
             let row = &batch[i * vocab..(i + 1) * vocab];
             for ((&a, &b), &c) in s.logits().iter().zip(row).zip(&split[i * vocab..]) {
                 worst = worst.max((a - b).abs()).max((c - b).abs());
+                d2 += f64::from(a - b).powi(2).max(f64::from(c - b).powi(2));
+                r2 += f64::from(b).powi(2);
             }
         }
+        let rel = (d2 / r2).sqrt();
         eprintln!(
-            "{model} {:?} {}: batch vs incremental max |d| {worst:.3e}",
+            "{model} {:?} {}: batch vs incremental max |d| {worst:.3e}, relative RMS {rel:.3e}",
             path.file_name(),
             p.name
         );
-        assert!(
-            worst <= 1e-4,
-            "{model} {}: batch vs incremental differ by {worst}",
-            p.name
-        );
+        match quant_rel_rms {
+            None => assert!(
+                worst <= 1e-4,
+                "{model} {}: batch vs incremental differ by {worst}",
+                p.name
+            ),
+            Some(bound) => assert!(
+                rel <= bound,
+                "{model} {}: batch vs incremental relative RMS {rel} > {bound}",
+                p.name
+            ),
+        }
     }
 }
 
 #[test]
 fn batch_and_incremental_evaluation_agree() {
-    for (model, ft) in [
-        ("stories260k", FileType::F32),
-        ("stories260k", FileType::Q8_0),
-        ("tiny-llama2-bf16-gqa", FileType::Q4_0),
+    for (model, ft, bound) in [
+        ("stories260k", FileType::F32, None),
+        ("stories260k", FileType::Q8_0, Some(5e-3)),
+        ("tiny-llama2-bf16-gqa", FileType::Q4_0, Some(5e-3)),
     ] {
         let g = convert(model, ft);
-        batch_equals_incremental(&g.0, model);
+        batch_equals_incremental(&g.0, model, bound);
     }
 }
 

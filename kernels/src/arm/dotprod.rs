@@ -30,4 +30,6 @@ kernels! { "neon,dotprod";
     dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = neon::dequantize_row_q8_0_body;
     dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = neon::dequantize_row_q6_k_body;
     dequantize_row_f16(x: &[f16], y: &mut [f32]) = neon::dequantize_row_f16_body;
+    gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = neon::gemm_f32_f16_body;
+    gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = neon::gemm_f32_f32_body;
 }

@@ -39,6 +39,8 @@ kernels! { "neon";
     dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = dequantize_row_q8_0_body;
     dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = dequantize_row_q6_k_body;
     dequantize_row_f16(x: &[f16], y: &mut [f32]) = dequantize_row_f16_body;
+    gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = gemm_f32_f16_body;
+    gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = gemm_f32_f32_body;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -835,4 +837,25 @@ pub(crate) unsafe fn dequantize_row_f16_body(x: &[f16], y: &mut [f32]) {
     for i in main..n {
         y[i] = x[i].to_f32();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float matrix products (attention): the scalar twins, compiled (and auto-vectorized) for NEON.
+
+/// `crate::scalar::gemm_f32_f16` under this module's features.
+///
+/// # Safety
+/// None beyond the caller's (the body is safe code).
+#[inline(always)]
+pub(crate) unsafe fn gemm_f32_f16_body(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) {
+    scalar::gemm_f32_f16(a, b, c, s)
+}
+
+/// `crate::scalar::gemm_f32_f32` under this module's features.
+///
+/// # Safety
+/// None beyond the caller's (the body is safe code).
+#[inline(always)]
+pub(crate) unsafe fn gemm_f32_f32_body(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) {
+    scalar::gemm_f32_f32(a, b, c, s)
 }

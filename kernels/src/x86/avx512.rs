@@ -36,6 +36,8 @@ macro_rules! avx512_flavour {
                 unsafe dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = avx2::dequantize_row_q8_0_body;
                 unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = avx2::dequantize_row_q6_k_body;
                 unsafe dequantize_row_f16(x: &[f16], y: &mut [f32]) = avx2::dequantize_row_f16_body;
+                unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f16>;
+                unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<$vnni>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<$vnni>;
                 unsafe vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q5_1_q8_1_body::<$vnni>;
@@ -440,6 +442,8 @@ unsafe fn gemm_q4_0_q8_0_body<const VNNI: bool>(
     unsafe {
         if VNNI && a.len() == nb {
             gemm_pairs::<Q4_0Pair, 1, 1>(w, a, nb, out, ldo)
+        } else if VNNI && a.len() >= STRIP_MIN_COLS * nb {
+            gemm_strips::<Q4_0Strip>(w, a, nb, out, ldo)
         } else if VNNI {
             gemm_pairs::<Q4_0Pair, 4, 4>(w, a, nb, out, ldo)
         } else {
@@ -465,10 +469,399 @@ unsafe fn gemm_q8_0_q8_0_body<const VNNI: bool>(
     unsafe {
         if VNNI && a.len() == nb {
             gemm_pairs::<Q8_0Pair, 1, 1>(w, a, nb, out, ldo)
+        } else if VNNI && a.len() >= STRIP_MIN_COLS * nb {
+            gemm_strips::<Q8_0Strip>(w, a, nb, out, ldo)
         } else if VNNI {
             gemm_pairs::<Q8_0Pair, 4, 4>(w, a, nb, out, ldo)
         } else {
             avx2::gemm_body::<Q8_0Tile<false>, 4, 4>(w, a, nb, out, ldo)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// VNNI strip gemm (prompt processing). Sixteen weight rows sit side by side, one per i32 lane:
+// a block of the strip is repacked (once per call, into a thread-local buffer) so that register
+// `s` holds quant bytes `4s..4s + 4` of every row, and each activation block is then consumed
+// 4 bytes at a time as a broadcast operand of `vpdpbusd`. The weight registers of a block are
+// unpacked once and reused by every activation column, the 16 lanes need no horizontal sum,
+// and per (block, column) the float work is one conversion, one multiply and one FMA for 16
+// rows. The Q8_0 activations' per-block sums (for the unsigned-weight offset) and f32 scales
+// are computed once per call.
+
+/// Weight rows per strip (the i32 lanes of a 512-bit register).
+const LANES: usize = 16;
+
+/// Fewest activation columns for which the strip gemm beats the pair tiles (repacking a strip
+/// costs about as much as two columns of work).
+const STRIP_MIN_COLS: usize = 4;
+
+/// Activation columns per pass over a strip.
+const STRIP_COLS: usize = 8;
+
+/// Per activation block: its scale as f32 and the accumulator seed that removes the weights'
+/// unsigned offset (`-offset * sum(q)`).
+#[derive(Clone, Copy, Default)]
+struct ActBlock {
+    d: f32,
+    seed: i32,
+}
+
+/// One block of a 16-row strip: `q[s][r]` = quant bytes `4s..4s + 4` of row `r` (as stored:
+/// packed nibbles for Q4_0, biased to unsigned for Q8_0), `d[r]` row `r`'s f16 scale bits.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct StripBlock<const S: usize> {
+    q: [[u32; LANES]; S],
+    d: [u16; LANES],
+}
+
+impl<const S: usize> StripBlock<S> {
+    const ZERO: Self = StripBlock {
+        q: [[0; LANES]; S],
+        d: [0; LANES],
+    };
+}
+
+thread_local! {
+    static ACT_BLOCKS: std::cell::Cell<Vec<ActBlock>> = const { std::cell::Cell::new(Vec::new()) };
+    static STRIP_Q4_0: std::cell::Cell<Vec<StripBlock<4>>> = const { std::cell::Cell::new(Vec::new()) };
+    static STRIP_Q8_0: std::cell::Cell<Vec<StripBlock<8>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A weight format in the strip gemm.
+trait Strip {
+    /// The weight block.
+    type W;
+    /// Its repacked strip block.
+    type P: Copy;
+    /// The unsigned weights' offset (the signed value is `u - OFFSET`).
+    const OFFSET: i32;
+    /// Take this thread's strip buffer (give it back with [`Strip::put`]).
+    fn take() -> Vec<Self::P>;
+    /// Give the strip buffer back for the next call on this thread.
+    fn put(buf: Vec<Self::P>);
+    /// A zeroed strip block.
+    fn zero() -> Self::P;
+    /// Repack block `k` of the 16 rows starting at `w[0]` (rows of `nb` blocks).
+    fn pack(w: &[Self::W], nb: usize, k: usize, p: &mut Self::P);
+    /// The 8 unsigned weight registers of a strip block (register `s` pairs with activation
+    /// bytes `4s..4s + 4`) and the 16 row scales.
+    unsafe fn load(p: &Self::P) -> ([__m512i; 8], __m512);
+}
+
+/// Bytes `4s..4s + 4` of `qs` as one little-endian word.
+#[inline(always)]
+fn word(qs: &[u8], s: usize) -> u32 {
+    u32::from_le_bytes([qs[4 * s], qs[4 * s + 1], qs[4 * s + 2], qs[4 * s + 3]])
+}
+
+struct Q4_0Strip;
+
+impl Strip for Q4_0Strip {
+    type W = BlockQ4_0;
+    type P = StripBlock<4>;
+    const OFFSET: i32 = 8;
+    fn take() -> Vec<Self::P> {
+        STRIP_Q4_0.take()
+    }
+    fn put(buf: Vec<Self::P>) {
+        STRIP_Q4_0.set(buf)
+    }
+    fn zero() -> Self::P {
+        StripBlock::ZERO
+    }
+    #[inline(always)]
+    fn pack(w: &[BlockQ4_0], nb: usize, k: usize, p: &mut StripBlock<4>) {
+        for r in 0..LANES {
+            let b = &w[r * nb + k];
+            p.d[r] = b.d.to_bits();
+            for s in 0..4 {
+                p.q[s][r] = word(&b.qs, s);
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn load(p: &StripBlock<4>) -> ([__m512i; 8], __m512) {
+        // SAFETY: AVX-512F/BW + F16C guaranteed by the caller; each load reads one 64-byte row
+        // of `p.q` (64-byte aligned by `repr(align(64))`) or the 32 bytes of `p.d`.
+        unsafe {
+            let m = _mm512_set1_epi8(0x0F);
+            let mut w = [_mm512_setzero_si512(); 8];
+            for s in 0..4 {
+                let raw = _mm512_load_si512(p.q[s].as_ptr().cast());
+                w[s] = _mm512_and_si512(raw, m);
+                w[4 + s] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m);
+            }
+            (w, _mm512_cvtph_ps(_mm256_loadu_si256(p.d.as_ptr().cast())))
+        }
+    }
+}
+
+struct Q8_0Strip;
+
+impl Strip for Q8_0Strip {
+    type W = BlockQ8_0;
+    type P = StripBlock<8>;
+    const OFFSET: i32 = 128;
+    fn take() -> Vec<Self::P> {
+        STRIP_Q8_0.take()
+    }
+    fn put(buf: Vec<Self::P>) {
+        STRIP_Q8_0.set(buf)
+    }
+    fn zero() -> Self::P {
+        StripBlock::ZERO
+    }
+    #[inline(always)]
+    fn pack(w: &[BlockQ8_0], nb: usize, k: usize, p: &mut StripBlock<8>) {
+        for r in 0..LANES {
+            let b = &w[r * nb + k];
+            p.d[r] = b.d.to_bits();
+            for s in 0..8 {
+                p.q[s][r] = word(bytemuck::bytes_of(&b.qs), s) ^ 0x8080_8080;
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn load(p: &StripBlock<8>) -> ([__m512i; 8], __m512) {
+        // SAFETY: as for Q4_0Strip::load.
+        unsafe {
+            let mut w = [_mm512_setzero_si512(); 8];
+            for (s, w) in w.iter_mut().enumerate() {
+                *w = _mm512_load_si512(p.q[s].as_ptr().cast());
+            }
+            (w, _mm512_cvtph_ps(_mm256_loadu_si256(p.d.as_ptr().cast())))
+        }
+    }
+}
+
+/// `RN` activation columns from `c0` against one repacked strip `p` (rows `r0..r0 + 16`).
+///
+/// # Safety
+/// AVX-512 F/BW + VNNI + FMA + F16C; `p.len() == nb`; indexing is checked.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn strip_cols<S: Strip, const RN: usize>(
+    p: &[S::P],
+    a: &[BlockQ8_0],
+    m: &[ActBlock],
+    nb: usize,
+    (r0, c0): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let a = &a[c0 * nb..(c0 + RN) * nb];
+    let m = &m[c0 * nb..(c0 + RN) * nb];
+    // SAFETY: features guaranteed by the caller; each activation word read is inside its
+    // block (s < 8), the stores are inside the bounds-checked 16-float slices.
+    unsafe {
+        let mut accf = [_mm512_setzero_ps(); RN];
+        for (k, p) in p.iter().enumerate().take(nb) {
+            let (w, dw) = S::load(p);
+            for (c, accf) in accf.iter_mut().enumerate() {
+                let (ab, mb) = (&a[c * nb + k], m[c * nb + k]);
+                let qs = ab.qs.as_ptr();
+                let mut acc = _mm512_set1_epi32(mb.seed);
+                for (s, &w) in w.iter().enumerate() {
+                    let v = qs.add(4 * s).cast::<i32>().read_unaligned();
+                    acc = _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(v));
+                }
+                let sc = _mm512_mul_ps(dw, _mm512_set1_ps(mb.d));
+                *accf = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), sc, *accf);
+            }
+        }
+        for (c, &v) in accf.iter().enumerate() {
+            let o = &mut out[(c0 + c) * ldo + r0..][..LANES];
+            _mm512_storeu_ps(o.as_mut_ptr(), v);
+        }
+    }
+}
+
+/// Every row of `w` against every column of `a` with 16-row strips (leftover rows through the
+/// pair tiles); the contract of `avx2::gemm_body`.
+///
+/// # Safety
+/// AVX-512 F/BW/VL + VNNI + FMA + F16C; `w.len()` and `a.len()` multiples of `nb`, `out`
+/// covers every `c * ldo + r` (indexing is checked anyway).
+#[inline(always)]
+unsafe fn gemm_strips<S: Strip>(w: &[S::W], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize)
+where
+    S::W: PairTileW,
+{
+    let (rows, cols) = (w.len() / nb, a.len() / nb);
+    let rs = rows / LANES * LANES;
+    let mut m = ACT_BLOCKS.take();
+    m.clear();
+    for b in a {
+        m.push(ActBlock {
+            // SAFETY: F16C guaranteed by the caller.
+            d: unsafe { f16_to_f32(b.d) },
+            seed: -S::OFFSET * b.qs.iter().map(|&q| i32::from(q)).sum::<i32>(),
+        });
+    }
+    let mut p = S::take();
+    p.clear();
+    p.resize(nb, S::zero());
+    let cf = cols / STRIP_COLS * STRIP_COLS;
+    // SAFETY: forwarded caller guarantees; `p` holds `nb` blocks.
+    unsafe {
+        for r0 in (0..rs).step_by(LANES) {
+            let strip = &w[r0 * nb..(r0 + LANES) * nb];
+            for (k, pk) in p.iter_mut().enumerate() {
+                S::pack(strip, nb, k, pk);
+            }
+            for c0 in (0..cf).step_by(STRIP_COLS) {
+                strip_cols::<S, STRIP_COLS>(&p, a, &m, nb, (r0, c0), out, ldo);
+            }
+            let rc = (r0, cf);
+            match cols - cf {
+                0 => {}
+                1 => strip_cols::<S, 1>(&p, a, &m, nb, rc, out, ldo),
+                2 => strip_cols::<S, 2>(&p, a, &m, nb, rc, out, ldo),
+                3 => strip_cols::<S, 3>(&p, a, &m, nb, rc, out, ldo),
+                4 => strip_cols::<S, 4>(&p, a, &m, nb, rc, out, ldo),
+                5 => strip_cols::<S, 5>(&p, a, &m, nb, rc, out, ldo),
+                6 => strip_cols::<S, 6>(&p, a, &m, nb, rc, out, ldo),
+                _ => strip_cols::<S, 7>(&p, a, &m, nb, rc, out, ldo),
+            }
+        }
+        S::put(p);
+        ACT_BLOCKS.set(m);
+        if rs < rows {
+            S::W::pairs(&w[rs * nb..], a, nb, &mut out[rs..], ldo);
+        }
+    }
+}
+
+/// The pair-tile gemm of a weight block type (for the rows a strip gemm leaves over).
+trait PairTileW: Sized {
+    /// [`gemm_pairs`] with this type's tile, 1 x 4.
+    unsafe fn pairs(w: &[Self], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize);
+}
+
+impl PairTileW for BlockQ4_0 {
+    #[inline(always)]
+    unsafe fn pairs(w: &[Self], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { gemm_pairs::<Q4_0Pair, 1, 4>(w, a, nb, out, ldo) }
+    }
+}
+
+impl PairTileW for BlockQ8_0 {
+    #[inline(always)]
+    unsafe fn pairs(w: &[Self], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { gemm_pairs::<Q8_0Pair, 1, 4>(w, a, nb, out, ldo) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float matrix products (attention): `c = a b`, register tiles of MR rows x 64 columns. For each
+// `i`, four 16-column vectors of `b`'s row `i` are loaded once and multiplied by each of the MR
+// broadcast `a[t][i]`; the last columns use masked loads and stores.
+
+/// A `b` element type: 16 elements (lanes outside `mask` read as 0 and not accessed) as f32.
+trait Row16: Copy {
+    /// # Safety
+    /// AVX-512 F/BW/VL + F16C; every element of `p` selected by `mask` is readable.
+    unsafe fn load16(p: *const Self, mask: __mmask16) -> __m512;
+}
+
+impl Row16 for f16 {
+    #[inline(always)]
+    unsafe fn load16(p: *const f16, mask: __mmask16) -> __m512 {
+        // SAFETY: forwarded caller guarantees; masked-off lanes are not accessed.
+        unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p.cast())) }
+    }
+}
+
+impl Row16 for f32 {
+    #[inline(always)]
+    unsafe fn load16(p: *const f32, mask: __mmask16) -> __m512 {
+        // SAFETY: forwarded caller guarantees; masked-off lanes are not accessed.
+        unsafe { _mm512_maskz_loadu_ps(mask, p) }
+    }
+}
+
+/// Vectors of 16 columns per tile.
+const NV: usize = 4;
+
+/// # Safety
+/// AVX-512 F/BW/VL + FMA + F16C; the slices hold the shape (`MatShape::check`).
+#[inline(always)]
+unsafe fn gemm_nn_body<B: Row16>(a: &[f32], b: &[B], c: &mut [f32], s: crate::MatShape) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        for t0 in (0..s.m).step_by(4) {
+            match s.m - t0 {
+                1 => gemm_nn_rows::<B, 1>(a, b, c, s, t0),
+                2 => gemm_nn_rows::<B, 2>(a, b, c, s, t0),
+                3 => gemm_nn_rows::<B, 3>(a, b, c, s, t0),
+                _ => gemm_nn_rows::<B, 4>(a, b, c, s, t0),
+            }
+        }
+    }
+}
+
+/// Rows `t0..t0 + MR` of `c`.
+///
+/// # Safety
+/// As [`gemm_nn_body`], and `t0 + MR <= s.m`.
+#[inline(always)]
+unsafe fn gemm_nn_rows<B: Row16, const MR: usize>(
+    a: &[f32],
+    b: &[B],
+    c: &mut [f32],
+    s: crate::MatShape,
+    t0: usize,
+) {
+    let crate::MatShape {
+        k,
+        n,
+        lda,
+        ldb,
+        ldc,
+        ..
+    } = s;
+    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    // SAFETY: features guaranteed by the caller. Every `a[(t0 + r) * lda + i]` read has
+    // `t0 + r < m` and `i < k`, so it lies inside `a` (`MatShape::check`); every `b` and `c`
+    // access is masked to columns `< n` of rows `< k` / `< m`, inside `b` / `c` likewise; the
+    // pointers to masked-off lanes are formed with `wrapping_add` and never dereferenced.
+    unsafe {
+        for j0 in (0..n).step_by(16 * NV) {
+            let mut mask = [0 as __mmask16; NV];
+            for (v, m) in mask.iter_mut().enumerate() {
+                let lo = j0 + 16 * v;
+                *m = if lo >= n {
+                    0
+                } else if n - lo >= 16 {
+                    0xFFFF
+                } else {
+                    (1u16 << (n - lo)) - 1
+                };
+            }
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            for i in 0..k {
+                let row = bp.wrapping_add(i * ldb + j0);
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for (v, bv) in bv.iter_mut().enumerate() {
+                    *bv = B::load16(row.wrapping_add(16 * v), mask[v]);
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*ap.add((t0 + r) * lda + i));
+                    for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                        *acc = _mm512_fmadd_ps(x, bv, *acc);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (v, &acc) in acc.iter().enumerate() {
+                    let p = cp.wrapping_add((t0 + r) * ldc + j0 + 16 * v);
+                    _mm512_mask_storeu_ps(p, mask[v], acc);
+                }
+            }
         }
     }
 }
