@@ -10,6 +10,7 @@ use cinder_quant::block::*;
 use cinder_quant::dtype::QK_K;
 use half::f16;
 
+use crate::repack::{self, Lanes, STRIP_ROWS, Scales16};
 use crate::scalar;
 
 /// An instruction set a [`Kernels`] table can target.
@@ -181,6 +182,7 @@ type DotFn<X, Y> = unsafe fn(&[X], &[Y]) -> f32;
 type GemmFn<W, A> = unsafe fn(&[W], &[A], usize, &mut [f32], usize);
 type DequantFn<B> = unsafe fn(&[B], &mut [f32]);
 type GemmNnFn<B> = unsafe fn(&[f32], &[B], &mut [f32], MatShape);
+type StripGemmFn = unsafe fn(&[Lanes], &[Scales16], &[BlockQ8_0], usize, &mut [f32], usize);
 
 kernel_table! {
     quantize_row_q8_0: QuantFn<BlockQ8_0>,
@@ -206,6 +208,8 @@ kernel_table! {
     dequantize_row_f16: DequantFn<f16>,
     gemm_f32_f16: GemmNnFn<f16>,
     gemm_f32_f32: GemmNnFn<f32>,
+    gemm_q4_0x16_q8_0: StripGemmFn,
+    gemm_q8_0x16_q8_0: StripGemmFn,
 }
 
 impl Kernels {
@@ -410,7 +414,74 @@ macro_rules! gemm_nn {
     };
 }
 
+/// A Q4_0 or Q8_0 matrix repacked in 16-row strips ([`crate::repack`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Strips<'a> {
+    /// The 4-byte groups, strip by strip, block by block.
+    pub q: &'a [Lanes],
+    /// The block scales, strip by strip, block by block.
+    pub d: &'a [Scales16],
+}
+
+macro_rules! strip_gemm {
+    ($(#[$doc:meta])* $name:ident, $groups:expr) => {
+        $(#[$doc])*
+        ///
+        /// `w` holds `w.d.len() / (k / 32)` strips of 16 rows; for every row `r` of the strips
+        /// in `strips` and every activation column `c` of `a`:
+        /// `out[c * ldo + (r - 16 * strips.start)] = vec_dot(row r, column c)`.
+        ///
+        /// Panics unless `k` is a positive multiple of 32, `w` is consistent (`q` holds
+        /// `groups * d.len()` groups, `d` whole strips), `a` holds whole columns, `strips` lies
+        /// inside `w`, `ldo >= 16 * strips.len()` and `out` holds the last element.
+        pub fn $name(
+            &self,
+            w: Strips<'_>,
+            a: &[BlockQ8_0],
+            k: usize,
+            strips: Range<usize>,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
+            let name = stringify!($name);
+            assert!(k > 0 && k % QK == 0, "{name}: k must be a positive multiple of 32");
+            let nb = k / QK;
+            assert!(
+                w.d.len() % nb == 0 && w.q.len() == w.d.len() * $groups && a.len() % nb == 0,
+                "{name}: partial strips or columns"
+            );
+            assert!(
+                strips.start <= strips.end && strips.end <= w.d.len() / nb,
+                "{name}: strips out of range"
+            );
+            let (cols, n) = (a.len() / nb, strips.len() * STRIP_ROWS);
+            assert!(ldo >= n, "{name}: ldo < rows");
+            if n == 0 || cols == 0 {
+                return;
+            }
+            assert!(out.len() >= (cols - 1) * ldo + n, "{name}: out too short");
+            let q = &w.q[strips.start * nb * $groups..strips.end * nb * $groups];
+            let d = &w.d[strips.start * nb..strips.end * nb];
+            // SAFETY: owning `self` proves the CPU has `self.isa`'s features; `q`, `d` and `a`
+            // hold whole strips and columns of `nb` blocks and `out` covers every `c * ldo + r`
+            // (checked above).
+            unsafe { (self.$name)(q, d, a, nb, out, ldo) }
+        }
+    };
+}
+
 impl Kernels {
+    /// Whether this Isa's Q4_0/Q8_0 products are fastest on weights repacked in 16-row strips
+    /// ([`crate::repack`], [`Kernels::gemm_q4_0x16_q8_0`]); elsewhere the strip gemms are the
+    /// scalar twins and the plain-layout gemms should be used.
+    pub fn prefers_strips(&self) -> bool {
+        self.isa == Isa::Avx512Vnni
+    }
+
+    strip_gemm!(/// Q4_0 strips x Q8_0 columns (weights repacked at load).
+        gemm_q4_0x16_q8_0, repack::Q4_0_GROUPS);
+    strip_gemm!(/// Q8_0 strips x Q8_0 columns (weights repacked at load).
+        gemm_q8_0x16_q8_0, repack::Q8_0_GROUPS);
     gemm_nn!(/// f32 x f16 matrix product (attention over an f16 KV cache).
         gemm_f32_f16, f16);
     gemm_nn!(/// f32 x f32 matrix product (attention over an f32 KV cache).

@@ -10,6 +10,7 @@
 //! `dequantize_row_<type>`, `gemm_<weight>_<activation>`. No I/O, no allocation.
 
 pub mod dispatch;
+pub mod repack;
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -18,4 +19,4 @@ mod x86;
 #[cfg(target_arch = "aarch64")]
 mod arm;
 
-pub use dispatch::{Isa, Kernels, KernelsError, MatShape, cpu_features};
+pub use dispatch::{Isa, Kernels, KernelsError, MatShape, Strips, cpu_features};

@@ -10,6 +10,7 @@ use cinder_quant::dtype::QK_K;
 use half::f16;
 
 use crate::dispatch::MatShape;
+use crate::repack::{self, Lanes, Scales16};
 
 // ---------------------------------------------------------------------------------------------
 // Activation quantizers: the scalar twins are quant's reference quantizers themselves (the
@@ -342,6 +343,56 @@ pub fn gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f3
     for (r, wr) in w.chunks_exact(nb).enumerate() {
         for (c, ac) in a.chunks_exact(nb).enumerate() {
             out[c * ldo + r] = vec_dot_q8_0_q8_0(wr, ac);
+        }
+    }
+}
+
+/// Strips of a repacked Q4_0 matrix (`crate::repack`, `nb` blocks per row) x Q8_0 columns:
+/// `out[c * ldo + r] = vec_dot_q4_0_q8_0(row r, column c)` for every row `r` of the strips,
+/// bit-equal to [`gemm_q4_0_q8_0`] on the plain rows.
+pub fn gemm_q4_0x16_q8_0(
+    q: &[Lanes],
+    d: &[Scales16],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    gemm_x16(d.len() / nb, a, nb, out, ldo, |at| repack::unpack_q4_0(q, d, nb, at), vec_dot_q4_0_q8_0)
+}
+
+/// As [`gemm_q4_0x16_q8_0`] for Q8_0 strips.
+pub fn gemm_q8_0x16_q8_0(
+    q: &[Lanes],
+    d: &[Scales16],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    gemm_x16(d.len() / nb, a, nb, out, ldo, |at| repack::unpack_q8_0(q, d, nb, at), vec_dot_q8_0_q8_0)
+}
+
+/// One block at a time: `vec_dot` of a single block returns exactly the term the row-long
+/// `vec_dot` adds, so summing them in order reproduces it bit for bit.
+fn gemm_x16<B>(
+    strips: usize,
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+    block: impl Fn((usize, usize, usize)) -> B,
+    dot: fn(&[B], &[BlockQ8_0]) -> f32,
+) {
+    for s in 0..strips {
+        for r in 0..repack::STRIP_ROWS {
+            for (c, ac) in a.chunks_exact(nb).enumerate() {
+                let mut sum = 0.0f32;
+                for (k, ak) in ac.iter().enumerate() {
+                    sum += dot(std::slice::from_ref(&block((s, r, k))), std::slice::from_ref(ak));
+                }
+                out[c * ldo + s * repack::STRIP_ROWS + r] = sum;
+            }
         }
     }
 }

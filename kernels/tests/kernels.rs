@@ -637,3 +637,68 @@ fn gemm_f32_short_output_panics() {
     let mut c = vec![0.0; 7];
     Kernels::detect().gemm_f32_f16(&a, &b, &mut c, s);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Repacked (16-row strip) gemms: every Isa against the scalar dot of the plain rows; the
+// scalar strip twin bit-equal to it.
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn strip_gemms_every_isa_match_scalar_on_plain_rows(
+        (nb, strips, cols, w4, w8, a, s0, s1, pad) in (1usize..=5, 1usize..=3, 1usize..=20)
+            .prop_flat_map(|(nb, strips, cols)| (
+                Just(nb), Just(strips), Just(cols),
+                blocks::<BlockQ4_0, _>(nb * strips * 16, scale16(), |b, d| b.d = d),
+                blocks::<BlockQ8_0, _>(nb * strips * 16, scale16(), |b, d| b.d = d),
+                blocks::<BlockQ8_0, _>(nb * cols, scale16(), |b, d| b.d = d),
+                0..=strips, 0..=strips, 0usize..3)),
+    ) {
+        use cinder_kernels::repack::{self, Lanes, Scales16};
+        use cinder_kernels::Strips;
+        let (lo, hi) = (s0.min(s1), s0.max(s1));
+        let n = (hi - lo) * 16;
+        let ldo = n + pad;
+        let len = if n == 0 { 3 } else { (cols - 1) * ldo + n + pad };
+        const SENTINEL: f32 = -12345.5;
+        let mut q4 = vec![Lanes::zeroed(); strips * nb * repack::Q4_0_GROUPS];
+        let mut q8 = vec![Lanes::zeroed(); strips * nb * repack::Q8_0_GROUPS];
+        let (mut d4, mut d8) = (vec![Scales16::zeroed(); strips * nb], vec![Scales16::zeroed(); strips * nb]);
+        repack::repack_q4_0(&w4, nb, &mut q4, &mut d4);
+        repack::repack_q8_0(&w8, nb, &mut q8, &mut d8);
+        let s = Kernels::scalar();
+        let ad = deq(r::dequantize_row_q8_0, &a, 32);
+        let w4d = deq(r::dequantize_row_q4_0, &w4, 32);
+        let w8d = deq(r::dequantize_row_q8_0, &w8, 32);
+        let k32 = nb * 32;
+        for k in all_kernels() {
+            for (name, wd) in [("gemm_q4_0x16_q8_0", &w4d), ("gemm_q8_0x16_q8_0", &w8d)] {
+                let mut out = vec![SENTINEL; len];
+                if name == "gemm_q4_0x16_q8_0" {
+                    k.gemm_q4_0x16_q8_0(Strips { q: &q4, d: &d4 }, &a, k32, lo..hi, &mut out, ldo);
+                } else {
+                    k.gemm_q8_0x16_q8_0(Strips { q: &q8, d: &d8 }, &a, k32, lo..hi, &mut out, ldo);
+                }
+                for (i, &v) in out.iter().enumerate() {
+                    let (c, rr) = (i / ldo.max(1), i % ldo.max(1));
+                    if n == 0 || rr >= n || c >= cols {
+                        prop_assert!(v == SENTINEL, "{name} on {}: wrote outside its tile at {i}", k.isa());
+                        continue;
+                    }
+                    let row = lo * 16 + rr;
+                    let want = if name == "gemm_q4_0x16_q8_0" {
+                        s.vec_dot_q4_0_q8_0(&w4[row * nb..][..nb], &a[c * nb..][..nb])
+                    } else {
+                        s.vec_dot_q8_0_q8_0(&w8[row * nb..][..nb], &a[c * nb..][..nb])
+                    };
+                    if k.isa() == Isa::Scalar {
+                        bit_equal(name, k.isa(), v, want)?;
+                    }
+                    let m = mag(&wd[row * k32..][..k32], &ad[c * k32..][..k32]);
+                    close(name, k.isa(), v, want, nb, m)?;
+                }
+            }
+        }
+    }
+}

@@ -41,6 +41,8 @@ kernels! { "neon";
     dequantize_row_f16(x: &[f16], y: &mut [f32]) = dequantize_row_f16_body;
     gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = gemm_f32_f16_body;
     gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = gemm_f32_f32_body;
+    gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = strips_q4_0_body;
+    gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = strips_q8_0_body;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -858,4 +860,37 @@ pub(crate) unsafe fn gemm_f32_f16_body(a: &[f32], b: &[f16], c: &mut [f32], s: c
 #[inline(always)]
 pub(crate) unsafe fn gemm_f32_f32_body(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) {
     scalar::gemm_f32_f32(a, b, c, s)
+}
+
+/// `crate::scalar::gemm_q4_0x16_q8_0` under this module's features (no runtime gives NEON
+/// repacked weights: `Kernels::prefers_strips` is false here).
+///
+/// # Safety
+/// None beyond the caller's (the body is safe code).
+#[inline(always)]
+pub(crate) unsafe fn strips_q4_0_body(
+    q: &[crate::repack::Lanes],
+    d: &[crate::repack::Scales16],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    scalar::gemm_q4_0x16_q8_0(q, d, a, nb, out, ldo)
+}
+
+/// As [`strips_q4_0_body`] for Q8_0.
+///
+/// # Safety
+/// None beyond the caller's (the body is safe code).
+#[inline(always)]
+pub(crate) unsafe fn strips_q8_0_body(
+    q: &[crate::repack::Lanes],
+    d: &[crate::repack::Scales16],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    scalar::gemm_q8_0x16_q8_0(q, d, a, nb, out, ldo)
 }

@@ -37,6 +37,8 @@ macro_rules! avx512_flavour {
                 unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = avx2::dequantize_row_q6_k_body;
                 unsafe dequantize_row_f16(x: &[f16], y: &mut [f32]) = avx2::dequantize_row_f16_body;
                 unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f16>;
+                unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips_q4_0::<$vnni>;
+                unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips_q8_0::<$vnni>;
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<$vnni>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<$vnni>;
@@ -441,7 +443,7 @@ unsafe fn gemm_q4_0_q8_0_body<const VNNI: bool>(
     // SAFETY: forwarded caller guarantees (VNNI present when `VNNI`).
     unsafe {
         if VNNI && a.len() == nb {
-            gemm_pairs::<Q4_0Pair, 1, 1>(w, a, nb, out, ldo)
+            gemv_pairs::<Q4_0Pair>(w, a, nb, out)
         } else if VNNI && a.len() >= STRIP_MIN_COLS * nb {
             gemm_strips::<Q4_0Strip>(w, a, nb, out, ldo)
         } else if VNNI {
@@ -468,7 +470,7 @@ unsafe fn gemm_q8_0_q8_0_body<const VNNI: bool>(
     // SAFETY: forwarded caller guarantees (VNNI present when `VNNI`).
     unsafe {
         if VNNI && a.len() == nb {
-            gemm_pairs::<Q8_0Pair, 1, 1>(w, a, nb, out, ldo)
+            gemv_pairs::<Q8_0Pair>(w, a, nb, out)
         } else if VNNI && a.len() >= STRIP_MIN_COLS * nb {
             gemm_strips::<Q8_0Strip>(w, a, nb, out, ldo)
         } else if VNNI {
@@ -480,20 +482,19 @@ unsafe fn gemm_q8_0_q8_0_body<const VNNI: bool>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// VNNI strip gemm (prompt processing). Sixteen weight rows sit side by side, one per i32 lane:
-// a block of the strip is repacked (once per call, into a thread-local buffer) so that register
-// `s` holds quant bytes `4s..4s + 4` of every row, and each activation block is then consumed
-// 4 bytes at a time as a broadcast operand of `vpdpbusd`. The weight registers of a block are
-// unpacked once and reused by every activation column, the 16 lanes need no horizontal sum,
-// and per (block, column) the float work is one conversion, one multiply and one FMA for 16
-// rows. The Q8_0 activations' per-block sums (for the unsigned-weight offset) and f32 scales
-// are computed once per call.
+// VNNI strip kernels. Sixteen weight rows sit side by side, one per i32 lane, in the layout of
+// `crate::repack` (weights repacked at load, or per call for the plain-layout gemms): a block's
+// 4 (Q4_0) or 8 (Q8_0) registers hold quant bytes `4g..4g + 4` of every row, and each
+// activation word is a broadcast operand of `vpdpbusd`. The weight registers of a block are
+// unpacked once for 8 activation columns, the 16 lanes need no horizontal sum, and per
+// (block, column) the float work is one conversion, one multiply and one FMA for 16 rows. The
+// Q8_0 activations' per-block sums (for the unsigned-weight offset) and f32 scales are
+// computed once per call.
 
-/// Weight rows per strip (the i32 lanes of a 512-bit register).
-const LANES: usize = 16;
+use crate::repack::{self, Lanes, Scales16, STRIP_ROWS};
 
-/// Fewest activation columns for which the strip gemm beats the pair tiles (repacking a strip
-/// costs about as much as two columns of work).
+/// Fewest activation columns for which repacking plain-layout weights per call beats the pair
+/// tiles (repacking a strip costs about as much as two columns of work).
 const STRIP_MIN_COLS: usize = 4;
 
 /// Activation columns per pass over a strip.
@@ -507,93 +508,52 @@ struct ActBlock {
     seed: i32,
 }
 
-/// One block of a 16-row strip: `q[s][r]` = quant bytes `4s..4s + 4` of row `r` (as stored:
-/// packed nibbles for Q4_0, biased to unsigned for Q8_0), `d[r]` row `r`'s f16 scale bits.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct StripBlock<const S: usize> {
-    q: [[u32; LANES]; S],
-    d: [u16; LANES],
-}
-
-impl<const S: usize> StripBlock<S> {
-    const ZERO: Self = StripBlock {
-        q: [[0; LANES]; S],
-        d: [0; LANES],
-    };
-}
-
 thread_local! {
     static ACT_BLOCKS: std::cell::Cell<Vec<ActBlock>> = const { std::cell::Cell::new(Vec::new()) };
-    static STRIP_Q4_0: std::cell::Cell<Vec<StripBlock<4>>> = const { std::cell::Cell::new(Vec::new()) };
-    static STRIP_Q8_0: std::cell::Cell<Vec<StripBlock<8>>> = const { std::cell::Cell::new(Vec::new()) };
+    static STRIP_Q: std::cell::Cell<Vec<Lanes>> = const { std::cell::Cell::new(Vec::new()) };
+    static STRIP_D: std::cell::Cell<Vec<Scales16>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// A weight format in the strip gemm.
+/// A weight format in the strip kernels.
 trait Strip {
-    /// The weight block.
+    /// The plain weight block.
     type W;
-    /// Its repacked strip block.
-    type P: Copy;
+    /// 4-byte groups per block.
+    const GROUPS: usize;
     /// The unsigned weights' offset (the signed value is `u - OFFSET`).
     const OFFSET: i32;
-    /// Take this thread's strip buffer (give it back with [`Strip::put`]).
-    fn take() -> Vec<Self::P>;
-    /// Give the strip buffer back for the next call on this thread.
-    fn put(buf: Vec<Self::P>);
-    /// A zeroed strip block.
-    fn zero() -> Self::P;
-    /// Repack block `k` of the 16 rows starting at `w[0]` (rows of `nb` blocks).
-    fn pack(w: &[Self::W], nb: usize, k: usize, p: &mut Self::P);
-    /// The 8 unsigned weight registers of a strip block (register `s` pairs with activation
-    /// bytes `4s..4s + 4`) and the 16 row scales.
-    unsafe fn load(p: &Self::P) -> ([__m512i; 8], __m512);
-}
-
-/// Bytes `4s..4s + 4` of `qs` as one little-endian word.
-#[inline(always)]
-fn word(qs: &[u8], s: usize) -> u32 {
-    u32::from_le_bytes([qs[4 * s], qs[4 * s + 1], qs[4 * s + 2], qs[4 * s + 3]])
+    /// `crate::repack`'s repacker of this format.
+    fn repack(w: &[Self::W], nb: usize, q: &mut [Lanes], d: &mut [Scales16]);
+    /// The 8 unsigned weight registers of one block of a strip (register `s` pairs with
+    /// activation bytes `4s..4s + 4`) and the 16 row scales.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW + F16C; `q` holds the block's `GROUPS` groups.
+    unsafe fn load(q: &[Lanes], d: &Scales16) -> ([__m512i; 8], __m512);
 }
 
 struct Q4_0Strip;
 
 impl Strip for Q4_0Strip {
     type W = BlockQ4_0;
-    type P = StripBlock<4>;
+    const GROUPS: usize = repack::Q4_0_GROUPS;
     const OFFSET: i32 = 8;
-    fn take() -> Vec<Self::P> {
-        STRIP_Q4_0.take()
-    }
-    fn put(buf: Vec<Self::P>) {
-        STRIP_Q4_0.set(buf)
-    }
-    fn zero() -> Self::P {
-        StripBlock::ZERO
+    fn repack(w: &[BlockQ4_0], nb: usize, q: &mut [Lanes], d: &mut [Scales16]) {
+        repack::repack_q4_0(w, nb, q, d)
     }
     #[inline(always)]
-    fn pack(w: &[BlockQ4_0], nb: usize, k: usize, p: &mut StripBlock<4>) {
-        for r in 0..LANES {
-            let b = &w[r * nb + k];
-            p.d[r] = b.d.to_bits();
-            for s in 0..4 {
-                p.q[s][r] = word(&b.qs, s);
-            }
-        }
-    }
-    #[inline(always)]
-    unsafe fn load(p: &StripBlock<4>) -> ([__m512i; 8], __m512) {
-        // SAFETY: AVX-512F/BW + F16C guaranteed by the caller; each load reads one 64-byte row
-        // of `p.q` (64-byte aligned by `repr(align(64))`) or the 32 bytes of `p.d`.
+    unsafe fn load(q: &[Lanes], d: &Scales16) -> ([__m512i; 8], __m512) {
+        // SAFETY: AVX-512F/BW + F16C guaranteed by the caller; each load reads one 64-byte
+        // aligned `Lanes` or the 32-byte aligned `Scales16`.
         unsafe {
             let m = _mm512_set1_epi8(0x0F);
             let mut w = [_mm512_setzero_si512(); 8];
-            for s in 0..4 {
-                let raw = _mm512_load_si512(p.q[s].as_ptr().cast());
-                w[s] = _mm512_and_si512(raw, m);
-                w[4 + s] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m);
+            for (g, q) in q.iter().enumerate().take(4) {
+                let raw = _mm512_load_si512(q.0.as_ptr().cast());
+                w[g] = _mm512_and_si512(raw, m);
+                w[4 + g] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m);
             }
-            (w, _mm512_cvtph_ps(_mm256_loadu_si256(p.d.as_ptr().cast())))
+            (w, _mm512_cvtph_ps(_mm256_load_si256(d.0.as_ptr().cast())))
         }
     }
 }
@@ -602,48 +562,53 @@ struct Q8_0Strip;
 
 impl Strip for Q8_0Strip {
     type W = BlockQ8_0;
-    type P = StripBlock<8>;
+    const GROUPS: usize = repack::Q8_0_GROUPS;
     const OFFSET: i32 = 128;
-    fn take() -> Vec<Self::P> {
-        STRIP_Q8_0.take()
-    }
-    fn put(buf: Vec<Self::P>) {
-        STRIP_Q8_0.set(buf)
-    }
-    fn zero() -> Self::P {
-        StripBlock::ZERO
+    fn repack(w: &[BlockQ8_0], nb: usize, q: &mut [Lanes], d: &mut [Scales16]) {
+        repack::repack_q8_0(w, nb, q, d)
     }
     #[inline(always)]
-    fn pack(w: &[BlockQ8_0], nb: usize, k: usize, p: &mut StripBlock<8>) {
-        for r in 0..LANES {
-            let b = &w[r * nb + k];
-            p.d[r] = b.d.to_bits();
-            for s in 0..8 {
-                p.q[s][r] = word(bytemuck::bytes_of(&b.qs), s) ^ 0x8080_8080;
-            }
-        }
-    }
-    #[inline(always)]
-    unsafe fn load(p: &StripBlock<8>) -> ([__m512i; 8], __m512) {
+    unsafe fn load(q: &[Lanes], d: &Scales16) -> ([__m512i; 8], __m512) {
         // SAFETY: as for Q4_0Strip::load.
         unsafe {
             let mut w = [_mm512_setzero_si512(); 8];
-            for (s, w) in w.iter_mut().enumerate() {
-                *w = _mm512_load_si512(p.q[s].as_ptr().cast());
+            for (w, q) in w.iter_mut().zip(q) {
+                *w = _mm512_load_si512(q.0.as_ptr().cast());
             }
-            (w, _mm512_cvtph_ps(_mm256_loadu_si256(p.d.as_ptr().cast())))
+            (w, _mm512_cvtph_ps(_mm256_load_si256(d.0.as_ptr().cast())))
         }
     }
 }
 
-/// `RN` activation columns from `c0` against one repacked strip `p` (rows `r0..r0 + 16`).
+/// The per-block summaries of `a`, into this thread's buffer (give it back with
+/// `ACT_BLOCKS.set`).
 ///
 /// # Safety
-/// AVX-512 F/BW + VNNI + FMA + F16C; `p.len() == nb`; indexing is checked.
+/// F16C.
+#[inline(always)]
+unsafe fn act_blocks<S: Strip>(a: &[BlockQ8_0]) -> Vec<ActBlock> {
+    let mut m = ACT_BLOCKS.take();
+    m.clear();
+    for b in a {
+        m.push(ActBlock {
+            // SAFETY: F16C guaranteed by the caller.
+            d: unsafe { f16_to_f32(b.d) },
+            seed: -S::OFFSET * b.qs.iter().map(|&q| i32::from(q)).sum::<i32>(),
+        });
+    }
+    m
+}
+
+/// `RN` activation columns from `c0` against one strip (`q`, `d`: its `nb` blocks), written to
+/// rows `r0..r0 + 16` of `out`.
+///
+/// # Safety
+/// AVX-512 F/BW + VNNI + FMA + F16C; `q.len() == nb * S::GROUPS`, `d.len() == nb`; indexing
+/// is checked.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn strip_cols<S: Strip, const RN: usize>(
-    p: &[S::P],
+    (q, d): (&[Lanes], &[Scales16]),
     a: &[BlockQ8_0],
     m: &[ActBlock],
     nb: usize,
@@ -657,8 +622,8 @@ unsafe fn strip_cols<S: Strip, const RN: usize>(
     // block (s < 8), the stores are inside the bounds-checked 16-float slices.
     unsafe {
         let mut accf = [_mm512_setzero_ps(); RN];
-        for (k, p) in p.iter().enumerate().take(nb) {
-            let (w, dw) = S::load(p);
+        for (k, (qk, dk)) in q.chunks_exact(S::GROUPS).zip(d).enumerate().take(nb) {
+            let (w, dw) = S::load(qk, dk);
             for (c, accf) in accf.iter_mut().enumerate() {
                 let (ab, mb) = (&a[c * nb + k], m[c * nb + k]);
                 let qs = ab.qs.as_ptr();
@@ -672,66 +637,174 @@ unsafe fn strip_cols<S: Strip, const RN: usize>(
             }
         }
         for (c, &v) in accf.iter().enumerate() {
-            let o = &mut out[(c0 + c) * ldo + r0..][..LANES];
+            let o = &mut out[(c0 + c) * ldo + r0..][..STRIP_ROWS];
             _mm512_storeu_ps(o.as_mut_ptr(), v);
         }
     }
 }
 
-/// Every row of `w` against every column of `a` with 16-row strips (leftover rows through the
-/// pair tiles); the contract of `avx2::gemm_body`.
+/// One column against one strip: as [`strip_cols`] with `RN = 1`, but the block loop carries
+/// two accumulators (generation streams the weights once; the FMA chain is the limit).
 ///
 /// # Safety
-/// AVX-512 F/BW/VL + VNNI + FMA + F16C; `w.len()` and `a.len()` multiples of `nb`, `out`
-/// covers every `c * ldo + r` (indexing is checked anyway).
+/// As [`strip_cols`].
+#[inline(always)]
+unsafe fn strip_col<S: Strip>(
+    (q, d): (&[Lanes], &[Scales16]),
+    a: &[BlockQ8_0],
+    m: &[ActBlock],
+    out: &mut [f32],
+) {
+    // SAFETY: as in `strip_cols`.
+    unsafe {
+        let mut accf = [_mm512_setzero_ps(); 2];
+        for (k, ((qk, dk), (ab, mb))) in q.chunks_exact(S::GROUPS).zip(d).zip(a.iter().zip(m)).enumerate() {
+            let (w, dw) = S::load(qk, dk);
+            let qs = ab.qs.as_ptr();
+            let mut acc = _mm512_set1_epi32(mb.seed);
+            for (s, &w) in w.iter().enumerate() {
+                let v = qs.add(4 * s).cast::<i32>().read_unaligned();
+                acc = _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(v));
+            }
+            let sc = _mm512_mul_ps(dw, _mm512_set1_ps(mb.d));
+            accf[k & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), sc, accf[k & 1]);
+        }
+        let o = &mut out[..STRIP_ROWS];
+        _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(accf[0], accf[1]));
+    }
+}
+
+/// Every strip of a repacked matrix (`q`, `d`; `nb` blocks per row) against every column of
+/// `a`: `out[c * ldo + r]` for row `r` of the strips given.
+///
+/// # Safety
+/// AVX-512 F/BW/VL + VNNI + FMA + F16C; `q.len() == d.len() * S::GROUPS`, `d.len()` and
+/// `a.len()` multiples of `nb`, `out` covers every `c * ldo + r` (indexing is checked anyway).
+#[inline(always)]
+unsafe fn gemm_strips_repacked<S: Strip>(
+    qd: (&[Lanes], &[Scales16]),
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        let m = act_blocks::<S>(a);
+        run_strips::<S>(qd, a, &m, nb, out, ldo);
+        ACT_BLOCKS.set(m);
+    }
+}
+
+/// [`gemm_strips_repacked`] given the activations' summaries `m`.
+///
+/// # Safety
+/// As [`gemm_strips_repacked`], `m.len() == a.len()`.
+#[inline(always)]
+unsafe fn run_strips<S: Strip>(
+    (q, d): (&[Lanes], &[Scales16]),
+    a: &[BlockQ8_0],
+    m: &[ActBlock],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let (strips, cols) = (d.len() / nb, a.len() / nb);
+    let cf = cols / STRIP_COLS * STRIP_COLS;
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        for s in 0..strips {
+            let qs = &q[s * nb * S::GROUPS..(s + 1) * nb * S::GROUPS];
+            let strip = (qs, &d[s * nb..(s + 1) * nb]);
+            let r0 = s * STRIP_ROWS;
+            if cols == 1 {
+                strip_col::<S>(strip, a, m, &mut out[r0..]);
+                continue;
+            }
+            for c0 in (0..cf).step_by(STRIP_COLS) {
+                strip_cols::<S, STRIP_COLS>(strip, a, m, nb, (r0, c0), out, ldo);
+            }
+            let rc = (r0, cf);
+            match cols - cf {
+                0 => {}
+                1 => strip_cols::<S, 1>(strip, a, m, nb, rc, out, ldo),
+                2 => strip_cols::<S, 2>(strip, a, m, nb, rc, out, ldo),
+                3 => strip_cols::<S, 3>(strip, a, m, nb, rc, out, ldo),
+                4 => strip_cols::<S, 4>(strip, a, m, nb, rc, out, ldo),
+                5 => strip_cols::<S, 5>(strip, a, m, nb, rc, out, ldo),
+                6 => strip_cols::<S, 6>(strip, a, m, nb, rc, out, ldo),
+                _ => strip_cols::<S, 7>(strip, a, m, nb, rc, out, ldo),
+            }
+        }
+    }
+}
+
+/// Plain-layout weights through the strip kernels: each 16-row strip is repacked into a
+/// thread-local buffer first (leftover rows through the pair tiles); the contract of
+/// `avx2::gemm_body`.
+///
+/// # Safety
+/// As [`gemm_strips_repacked`], with `w.len()` a multiple of `nb`.
 #[inline(always)]
 unsafe fn gemm_strips<S: Strip>(w: &[S::W], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize)
 where
     S::W: PairTileW,
 {
-    let (rows, cols) = (w.len() / nb, a.len() / nb);
-    let rs = rows / LANES * LANES;
-    let mut m = ACT_BLOCKS.take();
-    m.clear();
-    for b in a {
-        m.push(ActBlock {
-            // SAFETY: F16C guaranteed by the caller.
-            d: unsafe { f16_to_f32(b.d) },
-            seed: -S::OFFSET * b.qs.iter().map(|&q| i32::from(q)).sum::<i32>(),
-        });
-    }
-    let mut p = S::take();
-    p.clear();
-    p.resize(nb, S::zero());
-    let cf = cols / STRIP_COLS * STRIP_COLS;
-    // SAFETY: forwarded caller guarantees; `p` holds `nb` blocks.
+    let rows = w.len() / nb;
+    let rs = rows / STRIP_ROWS * STRIP_ROWS;
+    let (mut q, mut d) = (STRIP_Q.take(), STRIP_D.take());
+    q.clear();
+    q.resize(nb * S::GROUPS, Lanes([0; STRIP_ROWS]));
+    d.clear();
+    d.resize(nb, Scales16([0; STRIP_ROWS]));
+    // SAFETY: forwarded caller guarantees; `q` and `d` hold one strip.
     unsafe {
-        for r0 in (0..rs).step_by(LANES) {
-            let strip = &w[r0 * nb..(r0 + LANES) * nb];
-            for (k, pk) in p.iter_mut().enumerate() {
-                S::pack(strip, nb, k, pk);
-            }
-            for c0 in (0..cf).step_by(STRIP_COLS) {
-                strip_cols::<S, STRIP_COLS>(&p, a, &m, nb, (r0, c0), out, ldo);
-            }
-            let rc = (r0, cf);
-            match cols - cf {
-                0 => {}
-                1 => strip_cols::<S, 1>(&p, a, &m, nb, rc, out, ldo),
-                2 => strip_cols::<S, 2>(&p, a, &m, nb, rc, out, ldo),
-                3 => strip_cols::<S, 3>(&p, a, &m, nb, rc, out, ldo),
-                4 => strip_cols::<S, 4>(&p, a, &m, nb, rc, out, ldo),
-                5 => strip_cols::<S, 5>(&p, a, &m, nb, rc, out, ldo),
-                6 => strip_cols::<S, 6>(&p, a, &m, nb, rc, out, ldo),
-                _ => strip_cols::<S, 7>(&p, a, &m, nb, rc, out, ldo),
-            }
+        let m = act_blocks::<S>(a);
+        for r0 in (0..rs).step_by(STRIP_ROWS) {
+            S::repack(&w[r0 * nb..(r0 + STRIP_ROWS) * nb], nb, &mut q, &mut d);
+            run_strips::<S>((&q, &d), a, &m, nb, &mut out[r0..], ldo);
         }
-        S::put(p);
         ACT_BLOCKS.set(m);
+        STRIP_Q.set(q);
+        STRIP_D.set(d);
         if rs < rows {
             S::W::pairs(&w[rs * nb..], a, nb, &mut out[rs..], ldo);
         }
     }
+}
+
+/// Q4_0 strips x Q8_0 (the VNNI table's `gemm_q4_0x16_q8_0`).
+///
+/// # Safety
+/// As [`gemm_strips_repacked`].
+#[inline(always)]
+unsafe fn gemm_q4_0x16_q8_0_body(
+    q: &[Lanes],
+    d: &[Scales16],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { gemm_strips_repacked::<Q4_0Strip>((q, d), a, nb, out, ldo) }
+}
+
+/// Q8_0 strips x Q8_0 (the VNNI table's `gemm_q8_0x16_q8_0`).
+///
+/// # Safety
+/// As [`gemm_strips_repacked`].
+#[inline(always)]
+unsafe fn gemm_q8_0x16_q8_0_body(
+    q: &[Lanes],
+    d: &[Scales16],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { gemm_strips_repacked::<Q8_0Strip>((q, d), a, nb, out, ldo) }
 }
 
 /// The pair-tile gemm of a weight block type (for the rows a strip gemm leaves over).
@@ -863,5 +936,93 @@ unsafe fn gemm_nn_rows<B: Row16, const MR: usize>(
                 }
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// VNNI matrix-vector product (generation): the one activation column is prepared once per call
+// (pair-tile byte order, offset seeds, spread scales) into a thread-local buffer, then each
+// weight row streams through with one `vpdpbusd`, one conversion and two float ops per pair of
+// blocks.
+
+thread_local! {
+    static PREP_A: std::cell::Cell<Vec<[__m512i; 3]>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `out[r] = dot(w row r, a)` for every row of `w`, with [`PairTile`] arithmetic.
+///
+/// # Safety
+/// AVX-512 F/BW/VL + VNNI + FMA + F16C; `a.len() == nb`, `w.len()` a multiple of `nb`, `out`
+/// holds a value per row (indexing is checked anyway).
+#[inline(always)]
+unsafe fn gemv_pairs<T: PairTile>(w: &[T::W], a: &[BlockQ8_0], nb: usize, out: &mut [f32]) {
+    let pairs = nb.div_ceil(2);
+    let mut prep = PREP_A.take();
+    prep.clear();
+    // SAFETY: features guaranteed by the caller; block indexing is checked, and the casts
+    // between the 512-bit vector types only reinterpret bits.
+    unsafe {
+        for j in 0..pairs {
+            let b1 = a.get(2 * j + 1);
+            let (au, neg, ad) = T::prep_a(&a[2 * j], b1);
+            prep.push([au, neg, _mm512_castps_si512(ad)]);
+        }
+        for (row, o) in w.chunks_exact(nb).zip(out.iter_mut()) {
+            let mut acc = [_mm512_setzero_ps(); 2];
+            for (j, &[au, neg, ad]) in prep.iter().enumerate() {
+                let b1 = row.get(2 * j + 1);
+                let wu = T::unpack_w(&row[2 * j], b1);
+                let wd = T::scales_w(&row[2 * j], b1);
+                let sum = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(neg, wu, au));
+                let sc = _mm512_mul_ps(wd, _mm512_castsi512_ps(ad));
+                acc[j & 1] = _mm512_fmadd_ps(sc, sum, acc[j & 1]);
+            }
+            *o = hsum_ps512(_mm512_add_ps(acc[0], acc[1]));
+        }
+    }
+    PREP_A.set(prep);
+}
+
+/// The strip gemms of both flavours: VNNI runs the strip kernels; the plain flavour (never
+/// given repacked weights by a runtime that asks `Kernels::prefers_strips`) runs the scalar
+/// twin.
+///
+/// # Safety
+/// As [`gemm_strips_repacked`] (VNNI only when `VNNI`).
+#[inline(always)]
+unsafe fn strips_q4_0<const VNNI: bool>(
+    q: &[Lanes],
+    d: &[Scales16],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if VNNI {
+        // SAFETY: forwarded caller guarantees, VNNI present.
+        unsafe { gemm_q4_0x16_q8_0_body(q, d, a, nb, out, ldo) }
+    } else {
+        crate::scalar::gemm_q4_0x16_q8_0(q, d, a, nb, out, ldo)
+    }
+}
+
+/// As [`strips_q4_0`] for Q8_0.
+///
+/// # Safety
+/// As [`gemm_strips_repacked`] (VNNI only when `VNNI`).
+#[inline(always)]
+unsafe fn strips_q8_0<const VNNI: bool>(
+    q: &[Lanes],
+    d: &[Scales16],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if VNNI {
+        // SAFETY: forwarded caller guarantees, VNNI present.
+        unsafe { gemm_q8_0x16_q8_0_body(q, d, a, nb, out, ldo) }
+    } else {
+        crate::scalar::gemm_q8_0x16_q8_0(q, d, a, nb, out, ldo)
     }
 }
