@@ -10,7 +10,9 @@
 
 use std::ops::Range;
 
-use cinder_kernels::Kernels;
+use cinder_kernels::repack::STRIP_ROWS;
+use cinder_kernels::{Kernels, Strips};
+use cinder_quant::GgmlType;
 use cinder_quant::block::{BlockQ8_0, BlockQ8_1, BlockQ8_K, QK};
 use cinder_quant::dtype::QK_K;
 use rayon::prelude::*;
@@ -80,6 +82,24 @@ pub fn matmul(
     }
     let k = kernels;
     let tiles = &mut s.tiles;
+    // Q4_0/Q8_0 weights repacked at load: the strip gemms, 16 rows per strip.
+    if let Some(p) = w.strips() {
+        let gemm = match w.ty() {
+            GgmlType::Q4_0 => Kernels::gemm_q4_0x16_q8_0,
+            _ => Kernels::gemm_q8_0x16_q8_0,
+        };
+        let strips = Strips { q: &p.q, d: &p.d };
+        let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| {
+            k.quantize_row_q8_0(x, q)
+        });
+        run(rows, cols, n, out, tiles, |r, t, o| {
+            gemm_tokens(a, cols, r, t, o, |a, r, o, ldo| {
+                let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
+                gemm(k, strips, a, cols, st, o, ldo)
+            })
+        });
+        return Ok(());
+    }
     // Weight types without a tiled kernel: activations quantized once to the dot format,
     // then one vec_dot per (weight row, token).
     macro_rules! rowwise {

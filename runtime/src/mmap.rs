@@ -29,6 +29,33 @@ impl MappedFile {
         &self.map
     }
 
+    /// Tell the OS this process no longer needs the pages of `range` (tensors whose data was
+    /// copied elsewhere, e.g. repacked at load), so they stop counting in its resident memory.
+    /// The bytes stay readable: a later access reads them from the file again. Best effort:
+    /// a failure (or a non-Unix OS) changes nothing.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        {
+            let page = 4096;
+            let (start, end) = (range.start.next_multiple_of(page), range.end / page * page);
+            if start < end && end <= self.map.len() {
+                // SAFETY: the map is a private read-only mapping of an unmodified file (see
+                // `open`), so MADV_DONTNEED only drops page-table entries: the next access
+                // faults the same bytes back in from the file. No reference sees different
+                // data, and the range lies inside the map (checked).
+                let _ = unsafe {
+                    self.map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+
     /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -53,7 +53,17 @@ impl Model {
                 source,
             })?;
             let config = Config::from_gguf(&g, path)?;
-            let weights = Weights::from_gguf(&g, &config, path)?;
+            let mut weights = Weights::from_gguf(&g, &config, path)?;
+            if kernels.prefers_strips() {
+                weights.repack(file.bytes())?;
+                // The repacked matrices are read from their copies from now on; only the
+                // embedding rows (and nothing else) may still touch the file's pages.
+                for t in weights.matrices() {
+                    if t.strips().is_some() && !(weights.tied && t.name() == weights.token_embd.name()) {
+                        file.release(t.range());
+                    }
+                }
+            }
             (config, weights)
         };
         Ok(Model {

@@ -3,6 +3,9 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
+
+use cinder_kernels::repack::{self, Lanes, STRIP_ROWS, Scales16};
 
 use cinder_quant::GgmlType;
 use cinder_quant::block::*;
@@ -61,7 +64,8 @@ pub const MATRIX_TYPES: &[GgmlType] = &[
     GgmlType::Q6_K,
 ];
 
-/// One weight tensor of `rows` x `cols` values (`cols` contiguous), located in the file.
+/// One weight tensor of `rows` x `cols` values (`cols` contiguous), located in the file, and
+/// for Q4_0/Q8_0 matrices on kernels that prefer them, its copy repacked in 16-row strips.
 #[derive(Debug, Clone)]
 pub struct Tensor {
     name: String,
@@ -69,6 +73,21 @@ pub struct Tensor {
     rows: usize,
     cols: usize,
     range: Range<usize>,
+    strips: Option<Arc<Repacked>>,
+}
+
+/// A Q4_0 or Q8_0 matrix repacked in 16-row strips (`cinder_kernels::repack`).
+pub struct Repacked {
+    /// The 4-byte groups.
+    pub q: Vec<Lanes>,
+    /// The block scales.
+    pub d: Vec<Scales16>,
+}
+
+impl std::fmt::Debug for Repacked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repacked({} groups, {} scales)", self.q.len(), self.d.len())
+    }
 }
 
 fn cast<T: bytemuck::Pod>(bytes: &[u8]) -> Option<&[T]> {
@@ -98,7 +117,55 @@ impl Tensor {
             rows,
             cols,
             range,
+            strips: None,
         }
+    }
+
+    /// The repacked copy, if [`Tensor::repack`] made one.
+    pub fn strips(&self) -> Option<&Repacked> {
+        self.strips.as_deref()
+    }
+
+    /// Whether [`Tensor::repack`] applies: a Q4_0 or Q8_0 matrix of whole 16-row strips.
+    pub fn repackable(&self) -> bool {
+        matches!(self.ty, GgmlType::Q4_0 | GgmlType::Q8_0) && self.rows.is_multiple_of(STRIP_ROWS)
+    }
+
+    /// Copy a [`Tensor::repackable`] tensor of `file` into 16-row strips (once, at load);
+    /// other tensors are left as they are. Returns whether it repacked.
+    pub fn repack(&mut self, file: &[u8]) -> Result<bool> {
+        if !self.repackable() || self.strips.is_some() {
+            return Ok(false);
+        }
+        let nb = self.cols / cinder_quant::block::QK;
+        let blocks = self.rows * nb;
+        let zero = Lanes([0; STRIP_ROWS]);
+        let r = match self.view(file)? {
+            View::Q4_0(w) => {
+                let mut r = Repacked {
+                    q: vec![zero; blocks / STRIP_ROWS * repack::Q4_0_GROUPS],
+                    d: vec![Scales16([0; STRIP_ROWS]); blocks / STRIP_ROWS],
+                };
+                repack::repack_q4_0(w, nb, &mut r.q, &mut r.d);
+                r
+            }
+            View::Q8_0(w) => {
+                let mut r = Repacked {
+                    q: vec![zero; blocks / STRIP_ROWS * repack::Q8_0_GROUPS],
+                    d: vec![Scales16([0; STRIP_ROWS]); blocks / STRIP_ROWS],
+                };
+                repack::repack_q8_0(w, nb, &mut r.q, &mut r.d);
+                r
+            }
+            _ => return Ok(false),
+        };
+        self.strips = Some(Arc::new(r));
+        Ok(true)
+    }
+
+    /// The byte range of the tensor in its file.
+    pub fn range(&self) -> Range<usize> {
+        self.range.clone()
     }
 
     /// The GGUF tensor name.
@@ -223,6 +290,37 @@ enum Kind {
 }
 
 impl Weights {
+    /// Every matrix used in a matmul (the layers' seven, then the output).
+    pub fn matrices(&self) -> impl Iterator<Item = &Tensor> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .chain(std::iter::once(&self.output))
+    }
+
+    /// Repack every [`Tensor::repackable`] matrix into 16-row strips (in parallel).
+    pub fn repack(&mut self, file: &[u8]) -> Result<()> {
+        use rayon::prelude::*;
+        let mut all: Vec<&mut Tensor> = self
+            .layers
+            .iter_mut()
+            .flat_map(|l| {
+                [
+                    &mut l.wq,
+                    &mut l.wk,
+                    &mut l.wv,
+                    &mut l.wo,
+                    &mut l.w_gate,
+                    &mut l.w_up,
+                    &mut l.w_down,
+                ]
+            })
+            .collect();
+        all.push(&mut self.output);
+        all.into_par_iter()
+            .try_for_each(|t| t.repack(file).map(|_| ()))
+    }
+
     /// Locate and check every tensor of the model described by `c` in the GGUF `g` (whose
     /// bytes start at file offset 0). Errors name `path` and the tensor.
     pub fn from_gguf(g: &Gguf<'_>, c: &Config, path: &Path) -> Result<Self> {
@@ -281,6 +379,7 @@ impl Weights {
                 rows,
                 cols,
                 range: start..start + data.len(),
+                strips: None,
             };
             if MATRIX_TYPES.contains(&ty) && t.view(file).is_err() {
                 return Err(Error::TensorAlignment {
