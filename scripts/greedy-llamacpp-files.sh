@@ -46,6 +46,7 @@ print(p['name'], len(p['input_ids']), ','.join(map(str, p['input_ids'])))" "$ref
     done
     if [ "$m" = stories260k ]; then
       a=$("$LLAMA_CPP_BIN/llama-simple" -m "$f" -n "$n" "Once upon a time" 2>/dev/null | tr -d '\n')
+      a=${a#"<s> "} # llama-simple prints the BOS piece
       b=$($cinder run -m "$f" -p "Once upon a time" -n "$n" --temp 0 2>/dev/null | tr -d '\n')
       [ "$a" = "$b" ] && echo "  run --temp 0 text = llama-simple text: $b" ||
         printf '  run --temp 0 text DIFFERS\n    llama-simple: %s\n    cinder run:   %s\n' "$a" "$b"
