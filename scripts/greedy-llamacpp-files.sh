@@ -6,6 +6,8 @@
 # those tokens (`cinder logits --f16-cache`, teacher forced) and the argmax of each step must be
 # llama.cpp's token. A difference is reported with both top1 - top2 margins at that step
 # (tiny margins mean a legitimate tie-break by rounding).
+# Control: the same greedy run by llama.cpp with flash attention on (a second llama.cpp code path)
+# against llama.cpp's default (off): "llama.cpp FA" column, steps equal before the first difference.
 # Also `cinder run --temp 0` vs llama-simple text on the first prompt (stories260k only: the
 # random models' text is noise).
 # Usage: scripts/greedy-llamacpp-files.sh [N]   (default 32)
@@ -21,7 +23,7 @@ py=${LLAMA_CPP_CACHE:-$HOME/.cache/cinder-llamacpp/${LLAMA_CPP_PY_VERSION:-0.3.3
 [ -x "$py" ] || ../shared/tools/llamacpp-logits /dev/null 1 /dev/null >/dev/null 2>&1 || true
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-printf '%-22s %-7s %-10s %s\n' model file prompt "cinder vs llama.cpp greedy"
+printf '%-22s %-7s %-10s %-9s %s\n' model file prompt "llama FA" "cinder vs llama.cpp greedy"
 for m in stories260k tiny-llama2-f16 tiny-llama2-bf16-gqa; do
   ref=$fixtures/reference/$m/reference.json
   vocab=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['config']['vocab_size'])" "$ref")
@@ -41,7 +43,12 @@ print(p['name'], len(p['input_ids']), ','.join(map(str, p['input_ids'])))" "$ref
       "$py" scripts/greedy_llamacpp.py "$f" "$ids" "$n" "$out/greedy.json"
       all=$(python3 -c "import json,sys; print(sys.argv[1] + ',' + ','.join(map(str, json.load(open(sys.argv[2]))['new_ids'])))" "$ids" "$out/greedy.json")
       $cinder logits -m "$f" --ids "$all" --f16-cache -o "$out/cinder.f32" 2>/dev/null
-      printf '%-22s %-7s %-10s ' "$m" "$t" "$name"
+      "$py" scripts/greedy_llamacpp.py "$f" "$ids" "$n" "$out/greedy_fa.json" --flash-attn
+      fa=$(python3 -c "
+import json, sys
+a, b = (json.load(open(p))['new_ids'] for p in sys.argv[1:3])
+print(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a)))" "$out/greedy.json" "$out/greedy_fa.json")
+      printf '%-22s %-7s %-10s %-9s ' "$m" "$t" "$name" "$fa/$n"
       "$py" scripts/teacher_forced_argmax.py "$out/cinder.f32" "$vocab" "$len" "$out/greedy.json"
     done
     if [ "$m" = stories260k ]; then
