@@ -1,12 +1,19 @@
 //! `out = x W^T` for a batch of activation rows and one weight matrix of any supported type.
 //!
 //! The activations are converted ONCE per call to the format the weight type's dot product
-//! wants (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the k-quants, f32 for float
-//! weights). The weight rows are then split into chunks that rayon threads take, so each thread
+//! wants (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the k-quants, f16 for F16,
+//! bf16 for BF16, f32 for F32 weights). The weight rows are then split into chunks that rayon threads take, so each thread
 //! streams its own part of the matrix; a chunk computes every token against its rows with the
 //! tiled gemm where the kernels have one (a block of tokens at a time, so they stay in cache
 //! while the chunk's rows pass over them), else one `vec_dot` per (row, token). One token
 //! (generation) gets a few large contiguous chunks per thread: the matrix is streamed once.
+//!
+//! Float weights follow the same rule as the quantized types, for compatibility with llama.cpp
+//! (whose CPU backend dots F16 weights with f16 activations and BF16 with bf16): the activations
+//! are rounded to nearest-even f16 (or bf16) once, held widened back to f32 (the widening is
+//! exact), and the dot products run in f32 as before. Without it the logits of a file with F16
+//! tensors (llama.cpp keeps rows that no block fits, like stories260k's 172-wide `ffn_down`, in
+//! F16) drift from llama.cpp's, and the next Q8_0 activation quantization amplifies the drift.
 
 use std::ops::Range;
 
@@ -15,6 +22,7 @@ use cinder_kernels::{Kernels, Strips};
 use cinder_quant::GgmlType;
 use cinder_quant::block::{BlockQ8_0, BlockQ8_1, BlockQ8_K, QK};
 use cinder_quant::dtype::QK_K;
+use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -39,6 +47,8 @@ pub struct MatmulScratch {
     q8_0: Vec<BlockQ8_0>,
     q8_1: Vec<BlockQ8_1>,
     q8_k: Vec<BlockQ8_K>,
+    /// Activations rounded to f16 or bf16 for float-weight matmuls, widened back to f32.
+    rounded: Vec<f32>,
     /// Per-chunk output tiles (`chunk rows x tokens`), used when the batch has more than one
     /// token.
     tiles: Vec<f32>,
@@ -52,6 +62,7 @@ impl MatmulScratch {
             q8_0: vec![bytemuck::Zeroable::zeroed(); max_batch * max_cols.div_ceil(QK)],
             q8_1: vec![bytemuck::Zeroable::zeroed(); max_batch * max_cols.div_ceil(QK)],
             q8_k: vec![bytemuck::Zeroable::zeroed(); max_batch * max_cols.div_ceil(QK_K)],
+            rounded: vec![0.0; max_batch * max_cols],
             tiles: vec![0.0; max_batch * max_rows],
         }
     }
@@ -115,12 +126,18 @@ pub fn matmul(
         View::F32(wv) => run(rows, cols, n, out, tiles, |r, t, o| {
             dot_rows(wv, cols, x, cols, r, t, o, |a, b| k.vec_dot_f32_f32(a, b))
         }),
-        View::F16(wv) => run(rows, cols, n, out, tiles, |r, t, o| {
-            dot_rows(wv, cols, x, cols, r, t, o, |a, b| k.vec_dot_f16_f32(a, b))
-        }),
-        View::BF16(wv) => run(rows, cols, n, out, tiles, |r, t, o| {
-            dot_rows(wv, cols, x, cols, r, t, o, dot_bf16_f32)
-        }),
+        View::F16(wv) => {
+            let a = round(x, &mut s.rounded, |v| f16::from_f32(v).to_f32());
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, cols, a, cols, r, t, o, |a, b| k.vec_dot_f16_f32(a, b))
+            })
+        }
+        View::BF16(wv) => {
+            let a = round(x, &mut s.rounded, |v| bf16::from_f32(v).to_f32());
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, cols, a, cols, r, t, o, dot_bf16_f32)
+            })
+        }
         View::Q4_0(wv) => {
             let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| {
                 k.quantize_row_q8_0(x, q)
@@ -167,6 +184,20 @@ fn quantize<'a, B>(
         f(xr, qr);
     }
     q
+}
+
+/// `x` with every value passed through `f` (a rounding to a narrower float), into `buf`.
+/// Panics if `buf` is shorter than `x` (the scratch is smaller than the batch).
+fn round<'a>(x: &[f32], buf: &'a mut [f32], f: impl Fn(f32) -> f32) -> &'a [f32] {
+    assert!(
+        buf.len() >= x.len(),
+        "matmul: scratch smaller than the batch"
+    );
+    let buf = &mut buf[..x.len()];
+    for (b, &v) in buf.iter_mut().zip(x) {
+        *b = f(v);
+    }
+    buf
 }
 
 /// The tile of the Q8_0-activation gemms, `GEMM_TOKENS` tokens at a time:

@@ -21,10 +21,13 @@ fn noise(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// The activation format the dot product of weight type `ty` uses.
+/// The activation format the dot product of weight type `ty` uses (F16 and BF16 weights dot
+/// with activations rounded to f16 / bf16, as in llama.cpp).
 fn act_type(ty: GgmlType) -> GgmlType {
     use GgmlType as T;
     match ty {
+        T::F16 => T::F16,
+        T::BF16 => T::BF16,
         T::Q4_0 | T::Q5_0 | T::Q8_0 => T::Q8_0,
         T::Q4_1 | T::Q5_1 => T::Q8_1,
         T::Q2_K | T::Q3_K | T::Q4_K | T::Q5_K | T::Q6_K => T::Q8_K,
