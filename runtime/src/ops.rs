@@ -2,19 +2,13 @@
 //! SwiGLU and the residual add. All work in place or into caller-provided buffers.
 
 /// `out = x / sqrt(mean(x^2) + eps) * w` for one row.
-///
-/// The float steps are llama.cpp's (f32 squares summed in f64, then the mean, `+ eps`, the
-/// square root and the reciprocal in f32): a scale one ulp away moves every activation of the
-/// row, which can flip the Q8_0 rounding of the next matmul's input and put the logits percents
-/// away from llama.cpp's on the same file.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     assert!(
         out.len() == x.len() && w.len() == x.len(),
         "rmsnorm: length mismatch"
     );
-    let ss: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
-    let mean = (ss / x.len() as f64) as f32;
-    let scale = 1.0 / (mean + eps).sqrt();
+    let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let scale = (1.0 / (ss / x.len() as f64 + f64::from(eps)).sqrt()) as f32;
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = v * scale * g;
     }
