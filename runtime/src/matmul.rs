@@ -8,12 +8,15 @@
 //! while the chunk's rows pass over them), else one `vec_dot` per (row, token). One token
 //! (generation) gets a few large contiguous chunks per thread: the matrix is streamed once.
 //!
-//! Float weights follow the same rule as the quantized types, for compatibility with llama.cpp
-//! (whose CPU backend dots F16 weights with f16 activations and BF16 with bf16): the activations
-//! are rounded to nearest-even f16 (or bf16) once, held widened back to f32 (the widening is
-//! exact), and the dot products run in f32 as before. Without it the logits of a file with F16
-//! tensors (llama.cpp keeps rows that no block fits, like stories260k's 172-wide `ffn_down`, in
-//! F16) drift from llama.cpp's, and the next Q8_0 activation quantization amplifies the drift.
+//! Float weights: by default the activations of F16/BF16-weight matmuls stay f32 (the dot
+//! widens the weights exactly), which keeps cinder within 1e-6 of transformers on F16 and
+//! BF16 files. [`set_llamacpp_rounding`] switches to llama.cpp's rule (its CPU backend dots
+//! F16 weights with f16 activations and BF16 with bf16): the activations are rounded to
+//! nearest-even f16/bf16 once per call and the dots run in f32 on the rounded values. That
+//! brings cinder's logits and perplexity close to llama.cpp's on files with F16 tensors
+//! (llama.cpp keeps rows no block fits in F16, like stories260k's 172-wide `ffn_down`, and the
+//! next Q8_0 activation quantization amplifies the difference), at about 1e-3 relative error
+//! against transformers on an F16 file (llama.cpp's own figure).
 
 use std::ops::Range;
 
@@ -27,6 +30,19 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::weights::{Tensor, View};
+
+static LLAMACPP_ROUNDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Round the activations of F16/BF16-weight matmuls to f16/bf16 as llama.cpp does (process
+/// wide; off by default, see the module documentation). `cinder --llamacpp-rounding` sets it.
+pub fn set_llamacpp_rounding(on: bool) {
+    LLAMACPP_ROUNDING.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`set_llamacpp_rounding`] is on.
+pub fn llamacpp_rounding() -> bool {
+    LLAMACPP_ROUNDING.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Weight rows per work item when the batch has more than one token.
 const CHUNK_ROWS: usize = 32;
@@ -127,13 +143,21 @@ pub fn matmul(
             dot_rows(wv, cols, x, cols, r, t, o, |a, b| k.vec_dot_f32_f32(a, b))
         }),
         View::F16(wv) => {
-            let a = round(x, &mut s.rounded, |v| f16::from_f32(v).to_f32());
+            let a = if llamacpp_rounding() {
+                round(x, &mut s.rounded, |v| f16::from_f32(v).to_f32())
+            } else {
+                x
+            };
             run(rows, cols, n, out, tiles, |r, t, o| {
                 dot_rows(wv, cols, a, cols, r, t, o, |a, b| k.vec_dot_f16_f32(a, b))
             })
         }
         View::BF16(wv) => {
-            let a = round(x, &mut s.rounded, |v| bf16::from_f32(v).to_f32());
+            let a = if llamacpp_rounding() {
+                round(x, &mut s.rounded, |v| bf16::from_f32(v).to_f32())
+            } else {
+                x
+            };
             run(rows, cols, n, out, tiles, |r, t, o| {
                 dot_rows(wv, cols, a, cols, r, t, o, dot_bf16_f32)
             })

@@ -59,7 +59,9 @@ impl Model {
                 // The repacked matrices are read from their copies from now on; only the
                 // embedding rows (and nothing else) may still touch the file's pages.
                 for t in weights.matrices() {
-                    if t.strips().is_some() && !(weights.tied && t.name() == weights.token_embd.name()) {
+                    if t.strips().is_some()
+                        && !(weights.tied && t.name() == weights.token_embd.name())
+                    {
                         file.release(t.range());
                     }
                 }

@@ -86,7 +86,12 @@ pub struct Repacked {
 
 impl std::fmt::Debug for Repacked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Repacked({} groups, {} scales)", self.q.len(), self.d.len())
+        write!(
+            f,
+            "Repacked({} groups, {} scales)",
+            self.q.len(),
+            self.d.len()
+        )
     }
 }
 

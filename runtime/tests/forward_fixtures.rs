@@ -187,42 +187,36 @@ fn stories260k_f32_logits_match_reference_within_1e_4() {
     assert!(worst <= 1e-4, "stories260k F32: max |dlogit| {worst}");
 }
 
-// F16 and BF16 files: cinder rounds the activations of F16 (BF16) matmuls to f16 (bf16) as
-// llama.cpp does (see runtime/src/matmul.rs), so these files no longer compute "the same weights
-// in f32". Measured per-position relative RMS against transformers (f32 KV cache): cinder F16
-// 1.03e-3, BF16 8.6e-3; llama.cpp 0.3.36 on the same files 1.00e-3 and 8.7e-3 (before the
-// rounding cinder was at 1.2e-6 for both). Largest elementwise |d| / max(1, |ref|): F16 4.2e-3,
-// BF16 4.3e-2 (the fixtures' README allows "roughly 1e-2 relative on top" for f16 rounding; bf16
-// keeps 3 fewer mantissa bits, so 8x). The bounds below are those figures with a small margin;
-// the issue's 1e-3 for the F16 file is met by llama.cpp's arithmetic only to within 3%.
+// F16 and BF16 files, measured as the issue does (per-position relative RMS against
+// transformers, f32 KV cache): by default cinder keeps the activations of F16/BF16 matmuls in
+// f32, 1.2e-6 for both files. With `--llamacpp-rounding` (activations rounded to f16 / bf16 as
+// llama.cpp does, checked at the matmul level in forward_matmul.rs) the figures are F16 1.03e-3
+// and BF16 8.6e-3, llama.cpp 0.3.36's own on the same files 1.00e-3 and 8.7e-3.
 
 #[test]
-fn tiny_llama2_f16_logits_match_reference_within_1_1e_3_relative_rms() {
+fn tiny_llama2_f16_logits_match_reference_within_1e_3_relative_rms() {
     let g = convert("tiny-llama2-f16", FileType::F16);
     let worst = max_logit_error(&g.0, "tiny-llama2-f16", KvType::F32, true);
     let rms = max_relative_rms(&g.0, "tiny-llama2-f16", KvType::F32);
     eprintln!("tiny-llama2-f16 F16: max relative RMS {rms:.3e}, max relative dlogit {worst:.3e}");
-    assert!(rms <= 1.1e-3, "tiny-llama2-f16: max relative RMS {rms}");
+    assert!(rms <= 1e-3, "tiny-llama2-f16: max relative RMS {rms}");
     assert!(
-        worst <= 1e-2,
+        worst <= 1e-3,
         "tiny-llama2-f16: max relative dlogit {worst}"
     );
 }
 
 #[test]
-fn tiny_llama2_bf16_gqa_logits_match_reference_within_1_2e_2_relative_rms() {
+fn tiny_llama2_bf16_gqa_logits_match_reference_within_1e_3_relative_rms() {
     let g = convert("tiny-llama2-bf16-gqa", FileType::BF16);
     let worst = max_logit_error(&g.0, "tiny-llama2-bf16-gqa", KvType::F32, true);
     let rms = max_relative_rms(&g.0, "tiny-llama2-bf16-gqa", KvType::F32);
     eprintln!(
         "tiny-llama2-bf16-gqa BF16: max relative RMS {rms:.3e}, max relative dlogit {worst:.3e}"
     );
+    assert!(rms <= 1e-3, "tiny-llama2-bf16-gqa: max relative RMS {rms}");
     assert!(
-        rms <= 1.2e-2,
-        "tiny-llama2-bf16-gqa: max relative RMS {rms}"
-    );
-    assert!(
-        worst <= 6e-2,
+        worst <= 1e-3,
         "tiny-llama2-bf16-gqa: max relative dlogit {worst}"
     );
 }

@@ -21,13 +21,13 @@ fn noise(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// The activation format the dot product of weight type `ty` uses (F16 and BF16 weights dot
-/// with activations rounded to f16 / bf16, as in llama.cpp).
-fn act_type(ty: GgmlType) -> GgmlType {
+/// The activation format the dot product of weight type `ty` uses (with `llamacpp`, F16 and
+/// BF16 weights dot with activations rounded to f16 / bf16, as in llama.cpp).
+fn act_type(ty: GgmlType, llamacpp: bool) -> GgmlType {
     use GgmlType as T;
     match ty {
-        T::F16 => T::F16,
-        T::BF16 => T::BF16,
+        T::F16 if llamacpp => T::F16,
+        T::BF16 if llamacpp => T::BF16,
         T::Q4_0 | T::Q5_0 | T::Q8_0 => T::Q8_0,
         T::Q4_1 | T::Q5_1 => T::Q8_1,
         T::Q2_K | T::Q3_K | T::Q4_K | T::Q5_K | T::Q6_K => T::Q8_K,
@@ -44,9 +44,20 @@ fn through(ty: GgmlType, x: &[f32]) -> Vec<f32> {
     y
 }
 
+/// One test in this binary: it switches the process-wide `set_llamacpp_rounding`.
 #[test]
 fn matmul_matches_reference_dot_products_for_every_type_batch_size_and_isa() {
-    let (rows, cols) = (70, 512); // 70: a partial chunk of rows; 512: two k-quant super-blocks
+    for llamacpp in [false, true] {
+        cinder::matmul::set_llamacpp_rounding(llamacpp);
+        // 70: a partial chunk of rows; 64: whole 16-row strips, repacked where the kernels
+        // prefer it. 512: two k-quant super-blocks.
+        for (rows, repack) in [(70, false), (64, true)] {
+            check_every_type(rows, 512, repack, llamacpp);
+        }
+    }
+}
+
+fn check_every_type(rows: usize, cols: usize, repack: bool, llamacpp: bool) {
     for &ty in MATRIX_TYPES {
         let w = noise(rows * cols, ty.id().into());
         // The weight bytes in an 8-byte aligned buffer, like tensor data in a mapped file.
@@ -55,28 +66,37 @@ fn matmul_matches_reference_dot_products_for_every_type_batch_size_and_isa() {
         let file: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
         quantize(ty, &w, &mut file[..rows * row_bytes]).expect("quantize weights");
         let file: &[u8] = file;
-        let t = Tensor::from_parts("w", ty, rows, cols, 0..rows * row_bytes);
+        let plain = Tensor::from_parts("w", ty, rows, cols, 0..rows * row_bytes);
+        let mut repacked = plain.clone();
+        if repack {
+            let done = repacked.repack(file).expect("repack");
+            assert_eq!(
+                done,
+                matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0),
+                "{ty}: repack"
+            );
+        }
         let mut wd = vec![0f32; rows * cols];
         dequantize(ty, &file[..rows * row_bytes], &mut wd).expect("dequantize weights");
 
-        for n in [1usize, 5] {
+        for n in [1usize, 5, 12] {
             let x = noise(n * cols, 1000 + n as u64);
             // Q8_1 also stores s = d * sum(q) as f16, which the Q4_1/Q5_1 dot products use for
             // the block minimum: that rounding (2^-11 relative per block) is in the format.
-            let tol = if act_type(ty) == GgmlType::Q8_1 {
-                1e-4
-            } else {
-                1e-5
-            };
-            let xa: Vec<f32> = x
-                .chunks(cols)
-                .flat_map(|r| through(act_type(ty), r))
-                .collect();
+            let act = act_type(ty, llamacpp);
+            let tol = if act == GgmlType::Q8_1 { 1e-4 } else { 1e-5 };
+            let xa: Vec<f32> = x.chunks(cols).flat_map(|r| through(act, r)).collect();
             for isa in Kernels::available() {
                 let k = Kernels::new(isa).expect("available");
-                let mut s = MatmulScratch::new(8, cols, rows);
+                // Repacked weights are only given to kernels that prefer them (as Model does).
+                let t = if k.prefers_strips() {
+                    &repacked
+                } else {
+                    &plain
+                };
+                let mut s = MatmulScratch::new(16, cols, rows);
                 let mut out = vec![f32::NAN; n * rows];
-                matmul(&k, file, &t, &x, &mut out, &mut s).expect("matmul");
+                matmul(&k, file, t, &x, &mut out, &mut s).expect("matmul");
                 for tok in 0..n {
                     for r in 0..rows {
                         let (wr, xr) = (
@@ -96,7 +116,7 @@ fn matmul_matches_reference_dot_products_for_every_type_batch_size_and_isa() {
                         let got = f64::from(out[tok * rows + r]);
                         assert!(
                             (got - want).abs() <= tol * scale + 1e-6,
-                            "{ty} {isa} n={n} token {tok} row {r}: got {got}, want {want} (scale {scale})"
+                            "{ty} {isa} rows={rows} n={n} llamacpp={llamacpp} token {tok} row {r}: got {got}, want {want} (scale {scale})"
                         );
                     }
                 }

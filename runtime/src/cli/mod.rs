@@ -23,6 +23,10 @@ struct Cli {
     /// scalar, avx2, avx512, avx512vnni, neon or dotprod (also CINDER_KERNELS).
     #[arg(long, global = true, value_name = "ISA")]
     kernels: Option<String>,
+    /// Round the activations of F16/BF16-weight matmuls to f16/bf16 as llama.cpp does (for
+    /// comparing logits or perplexity with llama.cpp; the default keeps them f32).
+    #[arg(long, global = true)]
+    llamacpp_rounding: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +59,7 @@ enum Command {
 /// exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    cinder::matmul::set_llamacpp_rounding(cli.llamacpp_rounding);
     let result =
         select_kernels(cli.kernels.as_deref()).and_then(|(kernels, chosen_by)| match cli.command {
             Command::Info => info::run(&kernels, chosen_by),
