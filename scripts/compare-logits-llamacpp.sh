@@ -34,7 +34,7 @@ import json, sys
 p = json.load(open(sys.argv[1]))['prompts'][int(sys.argv[2])]
 print(p['name'], ','.join(map(str, p['input_ids'])))" "$ref" "$i")
       ../shared/tools/llamacpp-logits "$f" "$ids" "$out/llama.f32" --threads 2 2>/dev/null
-      $cinder logits -m "$f" --ids "$ids" -o "$out/cinder.f32" 2>/dev/null
+      $cinder --llamacpp-rounding logits -m "$f" --ids "$ids" -o "$out/cinder.f32" 2>/dev/null
       printf '%-22s %-7s %-7s ' "$m" "$t" "$name"
       "$py" scripts/compare_logits.py "$out/cinder.f32" "$out/llama.f32" "$vocab"
     done

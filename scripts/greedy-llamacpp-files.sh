@@ -42,7 +42,7 @@ p = json.load(open(sys.argv[1]))['prompts'][int(sys.argv[2])]
 print(p['name'], len(p['input_ids']), ','.join(map(str, p['input_ids'])))" "$ref" "$i")
       "$py" scripts/greedy_llamacpp.py "$f" "$ids" "$n" "$out/greedy.json"
       all=$(python3 -c "import json,sys; print(sys.argv[1] + ',' + ','.join(map(str, json.load(open(sys.argv[2]))['new_ids'])))" "$ids" "$out/greedy.json")
-      $cinder logits -m "$f" --ids "$all" --f16-cache -o "$out/cinder.f32" 2>/dev/null
+      $cinder --llamacpp-rounding logits -m "$f" --ids "$all" --f16-cache -o "$out/cinder.f32" 2>/dev/null
       "$py" scripts/greedy_llamacpp.py "$f" "$ids" "$n" "$out/greedy_fa.json" --flash-attn
       fa=$(python3 -c "
 import json, sys
@@ -54,7 +54,7 @@ print(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a)))" "$out/
     if [ "$m" = stories260k ]; then
       a=$("$LLAMA_CPP_BIN/llama-simple" -m "$f" -n "$n" "Once upon a time" 2>/dev/null | tr -d '\n')
       a=${a#"<s> "} # llama-simple prints the BOS piece
-      b=$($cinder run -m "$f" -p "Once upon a time" -n "$n" --temp 0 2>/dev/null | tr -d '\n')
+      b=$($cinder --llamacpp-rounding run -m "$f" -p "Once upon a time" -n "$n" --temp 0 2>/dev/null | tr -d '\n')
       [ "$a" = "$b" ] && echo "  run --temp 0 text = llama-simple text: $b" ||
         printf '  run --temp 0 text DIFFERS\n    llama-simple: %s\n    cinder run:   %s\n' "$a" "$b"
     fi
