@@ -57,6 +57,9 @@ pub struct State {
     rope: RopeTable,
     /// Quantized activations and output tiles of the matmuls.
     mm: MatmulScratch,
+    /// Scratch of the matmuls that run beside `mm`'s when one token's Q/K/V or gate/up
+    /// projections go in one parallel region (one token: no output tiles).
+    mm_side: [MatmulScratch; 2],
 }
 
 impl State {
@@ -79,6 +82,10 @@ impl State {
             logits: vec![0.0; b * c.vocab_size],
             rope: RopeTable::new(ctx_size, c.rope_dim, c.rope_base),
             mm: MatmulScratch::new(b, max_cols, max_rows),
+            mm_side: [
+                MatmulScratch::new(1, max_cols, 0),
+                MatmulScratch::new(1, max_cols, 0),
+            ],
         }
     }
 
@@ -134,6 +141,7 @@ pub fn forward(
         logits,
         rope,
         mm,
+        mm_side,
         ..
     } = s;
     let x = &mut x[..n * dim];
@@ -161,9 +169,28 @@ pub fn forward(
             rmsnorm(o, xr, norm, eps);
         }
         // q[n][dim] = xb Wq^T, k[n][kv_dim] = xb Wk^T, v[n][kv_dim] = xb Wv^T
-        matmul(k, file, &lw.wq, xb, q, mm)?;
-        matmul(k, file, &lw.wk, xb, kb, mm)?;
-        matmul(k, file, &lw.wv, xb, vb, mm)?;
+        // (One token: the three matmuls share one parallel region; a region costs a thread
+        // wake-up and a join, which at generation speed is a visible part of a token.)
+        if n == 1 {
+            let [m1, m2] = &mut *mm_side;
+            let xb = &*xb;
+            let (a, (b, c)) = rayon::join(
+                || matmul(k, file, &lw.wq, xb, q, mm),
+                || {
+                    rayon::join(
+                        || matmul(k, file, &lw.wk, xb, kb, m1),
+                        || matmul(k, file, &lw.wv, xb, vb, m2),
+                    )
+                },
+            );
+            a?;
+            b?;
+            c?;
+        } else {
+            matmul(k, file, &lw.wq, xb, q, mm)?;
+            matmul(k, file, &lw.wk, xb, kb, mm)?;
+            matmul(k, file, &lw.wv, xb, vb, mm)?;
+        }
         // RoPE on q and k: adjacent pairs of each head, at each token's position; then
         // k, v -> cache[l][pos + t].
         for t in 0..n {
@@ -227,8 +254,18 @@ pub fn forward(
             rmsnorm(o, xr, norm, eps);
         }
         // gate[n][ffn] = xb Wgate^T, up[n][ffn] = xb Wup^T, gate = silu(gate) * up
-        matmul(k, file, &lw.w_gate, xb, gate, mm)?;
-        matmul(k, file, &lw.w_up, xb, up, mm)?;
+        if n == 1 {
+            let xb = &*xb;
+            let (a, b) = rayon::join(
+                || matmul(k, file, &lw.w_gate, xb, gate, mm),
+                || matmul(k, file, &lw.w_up, xb, up, &mut mm_side[0]),
+            );
+            a?;
+            b?;
+        } else {
+            matmul(k, file, &lw.w_gate, xb, gate, mm)?;
+            matmul(k, file, &lw.w_up, xb, up, mm)?;
+        }
         swiglu(gate, up);
         // x[n][dim] += gate Wdown^T
         matmul(k, file, &lw.w_down, gate, xb, mm)?;
