@@ -8,6 +8,10 @@
 //! - `quantize/*`: bytes of f32 input (GB/s, decimal).
 //! - `gemm/*`: criterion "elements" are operations, `2 * rows * k * cols`: read `Gelem/s` as
 //!   GOP/s.
+//! - `mul_mat/*`: what the runtime does per matmul and llama.cpp's `test-backend-ops perf -o
+//!   MUL_MAT` times (its shape, m = 4096 rows, k = 14336, n columns): f32 activations quantized
+//!   to Q8_0, then the gemm, on weights repacked in 16-row strips where the Isa prefers them
+//!   (outside the timed loop, as at model load). GOP/s like `gemm/*`; compare with its GFLOPS.
 //!
 //! One row of k = 4096 or 11008 fits in L1/L2, so `vec_dot` measures the kernel, not memory;
 //! `gemm/.../x1` (one column, a 7B matrix) is the memory-bound matrix-vector product.
@@ -323,6 +327,81 @@ fn gemm(c: &mut Criterion) {
     );
 }
 
+/// `test-backend-ops perf -o MUL_MAT`'s matrix: m = 4096 rows, k = 14336.
+const MUL_MAT_SHAPE: (usize, usize) = (4096, 14336);
+/// Its column counts that cinder's table reports.
+const MUL_MAT_COLS: [usize; 4] = [1, 4, 8, 512];
+
+macro_rules! bench_mul_mat {
+    ($c:expr, $label:literal, $w:ty, $wq:expr, $repack:path, $groups:expr, $plain:ident, $strips:ident) => {{
+        use cinder_kernels::Strips;
+        use cinder_kernels::repack::{Lanes, Scales16};
+        let mut g = $c.benchmark_group(concat!("mul_mat/", $label));
+        g.sampling_mode(SamplingMode::Flat);
+        let (rows, k) = MUL_MAT_SHAPE;
+        let nb = k / QK;
+        // Built on first use only, so a filtered run does not quantize this 59M-value matrix.
+        let prep: OnceCell<(Vec<$w>, Vec<Lanes>, Vec<Scales16>)> = OnceCell::new();
+        let prepare = || {
+            let w: Vec<$w> = blocks(rows * k, QK, 7, $wq);
+            let mut q = vec![Lanes::zeroed(); rows / 16 * nb * $groups];
+            let mut d = vec![Scales16::zeroed(); rows / 16 * nb];
+            $repack(&w, nb, &mut q, &mut d);
+            (w, q, d)
+        };
+        for cols in MUL_MAT_COLS {
+            let x = values(cols * k, 8);
+            let mut a = vec![BlockQ8_0::zeroed(); cols * nb];
+            let mut out = vec![0f32; cols * rows];
+            g.throughput(Throughput::Elements((2 * rows * k * cols) as u64));
+            for kern in kernels() {
+                if kern.isa() == Isa::Scalar && cols >= 8 && !slow_allowed() {
+                    continue;
+                }
+                g.bench_function(id(format!("{rows}x{k}x{cols}"), kern.isa()), |b| {
+                    let (w, q, d) = prep.get_or_init(prepare);
+                    b.iter(|| {
+                        for (xc, ac) in x.chunks_exact(k).zip(a.chunks_exact_mut(nb)) {
+                            kern.quantize_row_q8_0(black_box(xc), ac);
+                        }
+                        if kern.prefers_strips() {
+                            let st = Strips { q, d };
+                            kern.$strips(st, &a, k, 0..rows / 16, &mut out, rows)
+                        } else {
+                            kern.$plain(black_box(w), &a, k, 0..rows, &mut out, rows)
+                        }
+                    })
+                });
+            }
+        }
+        g.finish();
+    }};
+}
+
+fn mul_mat(c: &mut Criterion) {
+    use cinder_kernels::repack;
+    bench_mul_mat!(
+        c,
+        "q4_0",
+        BlockQ4_0,
+        r::quantize_row_q4_0,
+        repack::repack_q4_0,
+        repack::Q4_0_GROUPS,
+        gemm_q4_0_q8_0,
+        gemm_q4_0x16_q8_0
+    );
+    bench_mul_mat!(
+        c,
+        "q8_0",
+        BlockQ8_0,
+        r::quantize_row_q8_0,
+        repack::repack_q8_0,
+        repack::Q8_0_GROUPS,
+        gemm_q8_0_q8_0,
+        gemm_q8_0x16_q8_0
+    );
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -334,7 +413,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = vec_dot, quantize, dequantize, gemm
+    targets = vec_dot, quantize, dequantize, gemm, mul_mat
 }
 
 criterion_main!(benches);

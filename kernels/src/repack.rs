@@ -67,7 +67,10 @@ fn repack<B>(
     word: impl Fn(&B, usize) -> u32,
     scale: impl Fn(&B) -> f16,
 ) {
-    assert!(nb > 0 && w.len().is_multiple_of(nb * STRIP_ROWS), "repack: rows must be a multiple of 16");
+    assert!(
+        nb > 0 && w.len().is_multiple_of(nb * STRIP_ROWS),
+        "repack: rows must be a multiple of 16"
+    );
     let strips = w.len() / (nb * STRIP_ROWS);
     assert!(
         q.len() == strips * nb * groups && d.len() == strips * nb,
@@ -88,7 +91,12 @@ fn repack<B>(
 }
 
 /// Block `k` of row `r` (`< 16`) of strip `s` of a repacked Q4_0 matrix of `nb` blocks per row.
-pub fn unpack_q4_0(q: &[Lanes], d: &[Scales16], nb: usize, (s, r, k): (usize, usize, usize)) -> BlockQ4_0 {
+pub fn unpack_q4_0(
+    q: &[Lanes],
+    d: &[Scales16],
+    nb: usize,
+    (s, r, k): (usize, usize, usize),
+) -> BlockQ4_0 {
     let blk = s * nb + k;
     let mut b = BlockQ4_0 {
         d: f16::from_bits(d[blk].0[r]),
@@ -101,7 +109,12 @@ pub fn unpack_q4_0(q: &[Lanes], d: &[Scales16], nb: usize, (s, r, k): (usize, us
 }
 
 /// As [`unpack_q4_0`] for Q8_0.
-pub fn unpack_q8_0(q: &[Lanes], d: &[Scales16], nb: usize, (s, r, k): (usize, usize, usize)) -> BlockQ8_0 {
+pub fn unpack_q8_0(
+    q: &[Lanes],
+    d: &[Scales16],
+    nb: usize,
+    (s, r, k): (usize, usize, usize),
+) -> BlockQ8_0 {
     let blk = s * nb + k;
     let mut b = BlockQ8_0 {
         d: f16::from_bits(d[blk].0[r]),
@@ -138,7 +151,10 @@ mod tests {
         let strips = rows / STRIP_ROWS;
         let mut q4 = vec![Lanes::zeroed(); strips * nb * Q4_0_GROUPS];
         let mut q8 = vec![Lanes::zeroed(); strips * nb * Q8_0_GROUPS];
-        let (mut d4, mut d8) = (vec![Scales16::zeroed(); strips * nb], vec![Scales16::zeroed(); strips * nb]);
+        let (mut d4, mut d8) = (
+            vec![Scales16::zeroed(); strips * nb],
+            vec![Scales16::zeroed(); strips * nb],
+        );
         repack_q4_0(&w4, nb, &mut q4, &mut d4);
         repack_q8_0(&w8, nb, &mut q8, &mut d8);
         for row in 0..rows {

@@ -358,7 +358,15 @@ pub fn gemm_q4_0x16_q8_0(
     out: &mut [f32],
     ldo: usize,
 ) {
-    gemm_x16(d.len() / nb, a, nb, out, ldo, |at| repack::unpack_q4_0(q, d, nb, at), vec_dot_q4_0_q8_0)
+    gemm_x16(
+        d.len() / nb,
+        a,
+        nb,
+        out,
+        ldo,
+        |at| repack::unpack_q4_0(q, d, nb, at),
+        vec_dot_q4_0_q8_0,
+    )
 }
 
 /// As [`gemm_q4_0x16_q8_0`] for Q8_0 strips.
@@ -370,7 +378,15 @@ pub fn gemm_q8_0x16_q8_0(
     out: &mut [f32],
     ldo: usize,
 ) {
-    gemm_x16(d.len() / nb, a, nb, out, ldo, |at| repack::unpack_q8_0(q, d, nb, at), vec_dot_q8_0_q8_0)
+    gemm_x16(
+        d.len() / nb,
+        a,
+        nb,
+        out,
+        ldo,
+        |at| repack::unpack_q8_0(q, d, nb, at),
+        vec_dot_q8_0_q8_0,
+    )
 }
 
 /// One block at a time: `vec_dot` of a single block returns exactly the term the row-long
@@ -389,7 +405,10 @@ fn gemm_x16<B>(
             for (c, ac) in a.chunks_exact(nb).enumerate() {
                 let mut sum = 0.0f32;
                 for (k, ak) in ac.iter().enumerate() {
-                    sum += dot(std::slice::from_ref(&block((s, r, k))), std::slice::from_ref(ak));
+                    sum += dot(
+                        std::slice::from_ref(&block((s, r, k))),
+                        std::slice::from_ref(ak),
+                    );
                 }
                 out[c * ldo + s * repack::STRIP_ROWS + r] = sum;
             }

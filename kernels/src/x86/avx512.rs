@@ -491,7 +491,7 @@ unsafe fn gemm_q8_0_q8_0_body<const VNNI: bool>(
 // Q8_0 activations' per-block sums (for the unsigned-weight offset) and f32 scales are
 // computed once per call.
 
-use crate::repack::{self, Lanes, Scales16, STRIP_ROWS};
+use crate::repack::{self, Lanes, STRIP_ROWS, Scales16};
 
 /// Fewest activation columns for which repacking plain-layout weights per call beats the pair
 /// tiles (repacking a strip costs about as much as two columns of work).
@@ -658,7 +658,12 @@ unsafe fn strip_col<S: Strip>(
     // SAFETY: as in `strip_cols`.
     unsafe {
         let mut accf = [_mm512_setzero_ps(); 2];
-        for (k, ((qk, dk), (ab, mb))) in q.chunks_exact(S::GROUPS).zip(d).zip(a.iter().zip(m)).enumerate() {
+        for (k, ((qk, dk), (ab, mb))) in q
+            .chunks_exact(S::GROUPS)
+            .zip(d)
+            .zip(a.iter().zip(m))
+            .enumerate()
+        {
             let (w, dw) = S::load(qk, dk);
             let qs = ab.qs.as_ptr();
             let mut acc = _mm512_set1_epi32(mb.seed);
