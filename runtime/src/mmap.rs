@@ -29,6 +29,20 @@ impl MappedFile {
         &self.map
     }
 
+    /// Ask the OS to read `range` ahead (before a pass over it, like repacking a tensor), so a
+    /// cold file is read in large sequential requests rather than page fault by page fault.
+    /// Best effort: a failure (or a non-Unix OS) changes nothing.
+    pub fn will_need(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if range.start < range.end && range.end <= self.map.len() {
+            let _ = self
+                .map
+                .advise_range(memmap2::Advice::WillNeed, range.start, range.len());
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+
     /// Tell the OS this process no longer needs the pages of `range` (tensors whose data was
     /// copied elsewhere, e.g. repacked at load), so they stop counting in its resident memory.
     /// The bytes stay readable: a later access reads them from the file again. Best effort:

@@ -55,16 +55,19 @@ impl Model {
             let config = Config::from_gguf(&g, path)?;
             let mut weights = Weights::from_gguf(&g, &config, path)?;
             if kernels.prefers_strips() {
-                weights.repack(file.bytes())?;
-                // The repacked matrices are read from their copies from now on; only the
-                // embedding rows (and nothing else) may still touch the file's pages.
-                for t in weights.matrices() {
-                    if t.strips().is_some()
-                        && !(weights.tied && t.name() == weights.token_embd.name())
-                    {
-                        file.release(t.range());
-                    }
-                }
+                // The repacked matrices are read from their copies from now on, so each one's
+                // mapped pages are released as soon as it is repacked (but a tied output
+                // matrix is also the embedding table, whose rows are still read).
+                let embd = weights.token_embd.range();
+                weights.repack(
+                    file.bytes(),
+                    |t| file.will_need(t.range()),
+                    |t| {
+                        if t.range() != embd {
+                            file.release(t.range());
+                        }
+                    },
+                )?;
             }
             (config, weights)
         };

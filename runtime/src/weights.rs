@@ -295,16 +295,15 @@ enum Kind {
 }
 
 impl Weights {
-    /// Every matrix used in a matmul (the layers' seven, then the output).
-    pub fn matrices(&self) -> impl Iterator<Item = &Tensor> {
-        self.layers
-            .iter()
-            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
-            .chain(std::iter::once(&self.output))
-    }
-
-    /// Repack every [`Tensor::repackable`] matrix into 16-row strips (in parallel).
-    pub fn repack(&mut self, file: &[u8]) -> Result<()> {
+    /// Repack every [`Tensor::repackable`] matrix into 16-row strips (in parallel), calling
+    /// `before(t)` before and `after(t)` after each one (the loader reads the tensor ahead and
+    /// then releases its mapped pages, so resident memory never holds both copies of much).
+    pub fn repack(
+        &mut self,
+        file: &[u8],
+        before: impl Fn(&Tensor) + Sync,
+        after: impl Fn(&Tensor) + Sync,
+    ) -> Result<()> {
         use rayon::prelude::*;
         let mut all: Vec<&mut Tensor> = self
             .layers
@@ -322,8 +321,14 @@ impl Weights {
             })
             .collect();
         all.push(&mut self.output);
-        all.into_par_iter()
-            .try_for_each(|t| t.repack(file).map(|_| ()))
+        all.into_par_iter().try_for_each(|t| {
+            if t.repackable() {
+                before(t);
+                t.repack(file)?;
+                after(t);
+            }
+            Ok(())
+        })
     }
 
     /// Locate and check every tensor of the model described by `c` in the GGUF `g` (whose
