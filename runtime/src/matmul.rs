@@ -1,9 +1,9 @@
 //! `out = x W^T` for a batch of activation rows and one weight matrix of any supported type.
 //!
 //! The activations are converted ONCE per call to the format the weight type's dot product
-//! wants (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the k-quants, f16 for F16,
-//! bf16 for BF16, f32 for F32 weights). The weight rows are then split into chunks that rayon threads take, so each thread
-//! streams its own part of the matrix; a chunk computes every token against its rows with the
+//! wants (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the k-quants, f32 for float
+//! weights; see below). The weight rows are then split into chunks that rayon threads take, so
+//! each thread streams its own part of the matrix; a chunk computes every token against its rows with the
 //! tiled gemm where the kernels have one (a block of tokens at a time, so they stay in cache
 //! while the chunk's rows pass over them), else one `vec_dot` per (row, token). One token
 //! (generation) gets a few large contiguous chunks per thread: the matrix is streamed once.
@@ -63,8 +63,11 @@ pub struct MatmulScratch {
     q8_0: Vec<BlockQ8_0>,
     q8_1: Vec<BlockQ8_1>,
     q8_k: Vec<BlockQ8_K>,
-    /// Activations rounded to f16 or bf16 for float-weight matmuls, widened back to f32.
+    /// Activations rounded to f16 or bf16 for float-weight matmuls, widened back to f32 (only
+    /// with [`set_llamacpp_rounding`]: allocated on first use, then reused).
     rounded: Vec<f32>,
+    /// Most activation values a call may bring (`max_batch * max_cols`).
+    max_acts: usize,
     /// Per-chunk output tiles (`chunk rows x tokens`), used when the batch has more than one
     /// token.
     tiles: Vec<f32>,
@@ -78,7 +81,8 @@ impl MatmulScratch {
             q8_0: vec![bytemuck::Zeroable::zeroed(); max_batch * max_cols.div_ceil(QK)],
             q8_1: vec![bytemuck::Zeroable::zeroed(); max_batch * max_cols.div_ceil(QK)],
             q8_k: vec![bytemuck::Zeroable::zeroed(); max_batch * max_cols.div_ceil(QK_K)],
-            rounded: vec![0.0; max_batch * max_cols],
+            rounded: Vec::new(),
+            max_acts: max_batch * max_cols,
             tiles: vec![0.0; max_batch * max_rows],
         }
     }
@@ -144,7 +148,7 @@ pub fn matmul(
         }),
         View::F16(wv) => {
             let a = if llamacpp_rounding() {
-                round(x, &mut s.rounded, |v| f16::from_f32(v).to_f32())
+                round(x, &mut s.rounded, s.max_acts, |v| f16::from_f32(v).to_f32())
             } else {
                 x
             };
@@ -154,7 +158,9 @@ pub fn matmul(
         }
         View::BF16(wv) => {
             let a = if llamacpp_rounding() {
-                round(x, &mut s.rounded, |v| bf16::from_f32(v).to_f32())
+                round(x, &mut s.rounded, s.max_acts, |v| {
+                    bf16::from_f32(v).to_f32()
+                })
             } else {
                 x
             };
@@ -210,13 +216,14 @@ fn quantize<'a, B>(
     q
 }
 
-/// `x` with every value passed through `f` (a rounding to a narrower float), into `buf`.
-/// Panics if `buf` is shorter than `x` (the scratch is smaller than the batch).
-fn round<'a>(x: &[f32], buf: &'a mut [f32], f: impl Fn(f32) -> f32) -> &'a [f32] {
-    assert!(
-        buf.len() >= x.len(),
-        "matmul: scratch smaller than the batch"
-    );
+/// `x` with every value passed through `f` (a rounding to a narrower float), into `buf`
+/// (grown once to `max` values). Panics if `x` holds more than `max` (the scratch is smaller
+/// than the batch).
+fn round<'a>(x: &[f32], buf: &'a mut Vec<f32>, max: usize, f: impl Fn(f32) -> f32) -> &'a [f32] {
+    assert!(x.len() <= max, "matmul: scratch smaller than the batch");
+    if buf.len() < max {
+        buf.resize(max, 0.0);
+    }
     let buf = &mut buf[..x.len()];
     for (b, &v) in buf.iter_mut().zip(x) {
         *b = f(v);

@@ -144,21 +144,18 @@ impl Tensor {
         }
         let nb = self.cols / cinder_quant::block::QK;
         let blocks = self.rows * nb;
-        let zero = Lanes([0; STRIP_ROWS]);
+        let empty = |groups: usize| Repacked {
+            q: vec![Lanes([0; STRIP_ROWS]); blocks / STRIP_ROWS * groups],
+            d: vec![Scales16([0; STRIP_ROWS]); blocks / STRIP_ROWS],
+        };
         let r = match self.view(file)? {
             View::Q4_0(w) => {
-                let mut r = Repacked {
-                    q: vec![zero; blocks / STRIP_ROWS * repack::Q4_0_GROUPS],
-                    d: vec![Scales16([0; STRIP_ROWS]); blocks / STRIP_ROWS],
-                };
+                let mut r = empty(repack::Q4_0_GROUPS);
                 repack::repack_q4_0(w, nb, &mut r.q, &mut r.d);
                 r
             }
             View::Q8_0(w) => {
-                let mut r = Repacked {
-                    q: vec![zero; blocks / STRIP_ROWS * repack::Q8_0_GROUPS],
-                    d: vec![Scales16([0; STRIP_ROWS]); blocks / STRIP_ROWS],
-                };
+                let mut r = empty(repack::Q8_0_GROUPS);
                 repack::repack_q8_0(w, nb, &mut r.q, &mut r.d);
                 r
             }

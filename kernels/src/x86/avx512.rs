@@ -37,8 +37,8 @@ macro_rules! avx512_flavour {
                 unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = avx2::dequantize_row_q6_k_body;
                 unsafe dequantize_row_f16(x: &[f16], y: &mut [f32]) = avx2::dequantize_row_f16_body;
                 unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f16>;
-                unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips_q4_0::<$vnni>;
-                unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips_q8_0::<$vnni>;
+                unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q4_0Strip, $vnni>;
+                unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q8_0Strip, $vnni>;
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<$vnni>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<$vnni>;
@@ -514,10 +514,17 @@ thread_local! {
     static STRIP_D: std::cell::Cell<Vec<Scales16>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// A strip gemm: `(q, d, a, nb, out, ldo)` as `Kernels::gemm_q4_0x16_q8_0`'s kernel.
+type StripFn = fn(&[Lanes], &[Scales16], &[BlockQ8_0], usize, &mut [f32], usize);
+
 /// A weight format in the strip kernels.
 trait Strip {
     /// The plain weight block.
     type W;
+    /// The pair tile of the same format (for rows a strip gemm leaves over).
+    type Pair: PairTile<W = Self::W>;
+    /// The scalar twin of the strip gemm (the plain AVX-512 flavour's kernel).
+    const SCALAR: StripFn;
     /// 4-byte groups per block.
     const GROUPS: usize;
     /// The unsigned weights' offset (the signed value is `u - OFFSET`).
@@ -536,6 +543,8 @@ struct Q4_0Strip;
 
 impl Strip for Q4_0Strip {
     type W = BlockQ4_0;
+    type Pair = Q4_0Pair;
+    const SCALAR: StripFn = crate::scalar::gemm_q4_0x16_q8_0;
     const GROUPS: usize = repack::Q4_0_GROUPS;
     const OFFSET: i32 = 8;
     fn repack(w: &[BlockQ4_0], nb: usize, q: &mut [Lanes], d: &mut [Scales16]) {
@@ -562,6 +571,8 @@ struct Q8_0Strip;
 
 impl Strip for Q8_0Strip {
     type W = BlockQ8_0;
+    type Pair = Q8_0Pair;
+    const SCALAR: StripFn = crate::scalar::gemm_q8_0x16_q8_0;
     const GROUPS: usize = repack::Q8_0_GROUPS;
     const OFFSET: i32 = 128;
     fn repack(w: &[BlockQ8_0], nb: usize, q: &mut [Lanes], d: &mut [Scales16]) {
@@ -751,10 +762,13 @@ unsafe fn run_strips<S: Strip>(
 /// # Safety
 /// As [`gemm_strips_repacked`], with `w.len()` a multiple of `nb`.
 #[inline(always)]
-unsafe fn gemm_strips<S: Strip>(w: &[S::W], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize)
-where
-    S::W: PairTileW,
-{
+unsafe fn gemm_strips<S: Strip>(
+    w: &[S::W],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
     let rows = w.len() / nb;
     let rs = rows / STRIP_ROWS * STRIP_ROWS;
     let (mut q, mut d) = (STRIP_Q.take(), STRIP_D.take());
@@ -773,64 +787,8 @@ where
         STRIP_Q.set(q);
         STRIP_D.set(d);
         if rs < rows {
-            S::W::pairs(&w[rs * nb..], a, nb, &mut out[rs..], ldo);
+            gemm_pairs::<S::Pair, 1, 4>(&w[rs * nb..], a, nb, &mut out[rs..], ldo);
         }
-    }
-}
-
-/// Q4_0 strips x Q8_0 (the VNNI table's `gemm_q4_0x16_q8_0`).
-///
-/// # Safety
-/// As [`gemm_strips_repacked`].
-#[inline(always)]
-unsafe fn gemm_q4_0x16_q8_0_body(
-    q: &[Lanes],
-    d: &[Scales16],
-    a: &[BlockQ8_0],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    // SAFETY: forwarded caller guarantees.
-    unsafe { gemm_strips_repacked::<Q4_0Strip>((q, d), a, nb, out, ldo) }
-}
-
-/// Q8_0 strips x Q8_0 (the VNNI table's `gemm_q8_0x16_q8_0`).
-///
-/// # Safety
-/// As [`gemm_strips_repacked`].
-#[inline(always)]
-unsafe fn gemm_q8_0x16_q8_0_body(
-    q: &[Lanes],
-    d: &[Scales16],
-    a: &[BlockQ8_0],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    // SAFETY: forwarded caller guarantees.
-    unsafe { gemm_strips_repacked::<Q8_0Strip>((q, d), a, nb, out, ldo) }
-}
-
-/// The pair-tile gemm of a weight block type (for the rows a strip gemm leaves over).
-trait PairTileW: Sized {
-    /// [`gemm_pairs`] with this type's tile, 1 x 4.
-    unsafe fn pairs(w: &[Self], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize);
-}
-
-impl PairTileW for BlockQ4_0 {
-    #[inline(always)]
-    unsafe fn pairs(w: &[Self], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) {
-        // SAFETY: forwarded caller guarantees.
-        unsafe { gemm_pairs::<Q4_0Pair, 1, 4>(w, a, nb, out, ldo) }
-    }
-}
-
-impl PairTileW for BlockQ8_0 {
-    #[inline(always)]
-    unsafe fn pairs(w: &[Self], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) {
-        // SAFETY: forwarded caller guarantees.
-        unsafe { gemm_pairs::<Q8_0Pair, 1, 4>(w, a, nb, out, ldo) }
     }
 }
 
@@ -995,7 +953,7 @@ unsafe fn gemv_pairs<T: PairTile>(w: &[T::W], a: &[BlockQ8_0], nb: usize, out: &
 /// # Safety
 /// As [`gemm_strips_repacked`] (VNNI only when `VNNI`).
 #[inline(always)]
-unsafe fn strips_q4_0<const VNNI: bool>(
+unsafe fn strips<S: Strip, const VNNI: bool>(
     q: &[Lanes],
     d: &[Scales16],
     a: &[BlockQ8_0],
@@ -1005,29 +963,8 @@ unsafe fn strips_q4_0<const VNNI: bool>(
 ) {
     if VNNI {
         // SAFETY: forwarded caller guarantees, VNNI present.
-        unsafe { gemm_q4_0x16_q8_0_body(q, d, a, nb, out, ldo) }
+        unsafe { gemm_strips_repacked::<S>((q, d), a, nb, out, ldo) }
     } else {
-        crate::scalar::gemm_q4_0x16_q8_0(q, d, a, nb, out, ldo)
-    }
-}
-
-/// As [`strips_q4_0`] for Q8_0.
-///
-/// # Safety
-/// As [`gemm_strips_repacked`] (VNNI only when `VNNI`).
-#[inline(always)]
-unsafe fn strips_q8_0<const VNNI: bool>(
-    q: &[Lanes],
-    d: &[Scales16],
-    a: &[BlockQ8_0],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    if VNNI {
-        // SAFETY: forwarded caller guarantees, VNNI present.
-        unsafe { gemm_q8_0x16_q8_0_body(q, d, a, nb, out, ldo) }
-    } else {
-        crate::scalar::gemm_q8_0x16_q8_0(q, d, a, nb, out, ldo)
+        (S::SCALAR)(q, d, a, nb, out, ldo)
     }
 }
