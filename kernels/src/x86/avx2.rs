@@ -618,16 +618,17 @@ unsafe fn unpack_q6_half(ql: *const u8, qh: *const u8) -> [__m256i; 4] {
     // SAFETY: AVX2 guaranteed by the caller; `ql` points at 64 bytes, `qh` at 32.
     unsafe {
         let m4 = _mm256_set1_epi8(0x0F);
-        let m2 = _mm256_set1_epi8(3);
+        let m30 = _mm256_set1_epi8(0x30);
         let l0 = _mm256_loadu_si256(ql.cast());
         let l1 = _mm256_loadu_si256(ql.add(32).cast());
         let h = _mm256_loadu_si256(qh.cast());
-        // Bits 2k..2k+2 of `qh`, moved to bits 4..6.
+        // Bits 2k..2k+2 of `qh`, moved to bits 4..6 (16-bit shifts: the mask drops what
+        // crosses from the neighbouring byte).
         let hb = [
-            _mm256_slli_epi16(_mm256_and_si256(h, m2), 4),
-            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4),
-            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4),
-            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4),
+            _mm256_and_si256(_mm256_slli_epi16(h, 4), m30),
+            _mm256_and_si256(_mm256_slli_epi16(h, 2), m30),
+            _mm256_and_si256(h, m30),
+            _mm256_and_si256(_mm256_srli_epi16(h, 2), m30),
         ];
         [
             _mm256_or_si256(_mm256_and_si256(l0, m4), hb[0]),
@@ -649,24 +650,59 @@ pub(crate) unsafe fn vec_dot_q6_k_q8_k_body<const VNNI: bool>(
     for (x, y) in x.iter().zip(y) {
         // SAFETY: AVX2 (+VNNI) guaranteed by the caller; pointers stay inside the blocks.
         let isum = unsafe {
-            let mut acc = _mm256_setzero_si256();
-            let thirty_two = _mm256_set1_epi8(32);
+            // sum_g scale_g * sum_{i in g} (q_i - 32) * a_i, as
+            // sum_g scale_g * sum q_i * a_i  -  32 * sum_g scale_g * bsum_g.
+            // `vpmaddubsw` is exact here: 2 * 63 * 128 < 2^15.
+            // One accumulator per 32-value chunk of a half: the multiply-adds do not wait on
+            // each other's latency.
+            let mut acc = [_mm256_setzero_si256(); 4];
+            let sc8 = _mm_loadu_si128(x.scales.as_ptr().cast());
+            let sc16 = _mm256_cvtepi8_epi16(sc8);
             for n in 0..2 {
                 let q = unpack_q6_half(x.ql.as_ptr().add(64 * n), x.qh.as_ptr().add(32 * n));
                 for (k, q) in q.into_iter().enumerate() {
                     let a = _mm256_loadu_si256(y.qs.as_ptr().add(128 * n + 32 * k).cast());
-                    let p = dot_u8i8::<VNNI>(_mm256_setzero_si256(), q, a);
-                    let o = dot_u8i8::<VNNI>(_mm256_setzero_si256(), thirty_two, a);
-                    // Lanes 0..4 hold group g, lanes 4..8 group g + 1.
-                    let g = 8 * n + 2 * k;
-                    let sc = _mm256_set_m128i(
-                        _mm_set1_epi32(x.scales[g + 1] as i32),
-                        _mm_set1_epi32(x.scales[g] as i32),
+                    // i16 lanes 0..8 take group g's scale, lanes 8..16 group g + 1's.
+                    let g = (8 * n + 2 * k) as i8;
+                    let pick = _mm_setr_epi8(
+                        g,
+                        g,
+                        g,
+                        g,
+                        g,
+                        g,
+                        g,
+                        g,
+                        g + 1,
+                        g + 1,
+                        g + 1,
+                        g + 1,
+                        g + 1,
+                        g + 1,
+                        g + 1,
+                        g + 1,
                     );
-                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_sub_epi32(p, o), sc));
+                    let sc = if VNNI {
+                        // AVX512-BW/VL (part of the VNNI flavour): one word permute.
+                        _mm256_permutexvar_epi16(_mm256_cvtepi8_epi16(pick), sc16)
+                    } else {
+                        _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick))
+                    };
+                    let p = _mm256_maddubs_epi16(q, a);
+                    acc[k] = if VNNI {
+                        _mm256_dpwssd_epi32(acc[k], p, sc)
+                    } else {
+                        _mm256_add_epi32(acc[k], _mm256_madd_epi16(p, sc))
+                    };
                 }
             }
-            hsum_epi32(acc)
+            let bs = _mm256_loadu_si256(y.bsums.as_ptr().cast());
+            let off = _mm256_madd_epi16(sc16, bs);
+            let acc = _mm256_add_epi32(
+                _mm256_add_epi32(acc[0], acc[1]),
+                _mm256_add_epi32(acc[2], acc[3]),
+            );
+            hsum_epi32(_mm256_sub_epi32(acc, _mm256_slli_epi32(off, 5)))
         };
         // SAFETY: F16C guaranteed by the caller.
         let d = unsafe { f16_to_f32(x.d) };

@@ -9,7 +9,7 @@ use cinder_quant::block::*;
 use half::f16;
 
 use super::avx2::{self, Q4_0Tile, Q8_0Tile, load32, unpack_q4};
-use super::{f16_to_f32, hsum_ps};
+use super::{f16_to_f32, hsum_epi32, hsum_ps};
 
 macro_rules! avx512_flavour {
     ($m:ident, $feat:literal, $vnni:literal) => {
@@ -27,7 +27,7 @@ macro_rules! avx512_flavour {
                 unsafe vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q4_0_q8_0_body::<$vnni>;
                 unsafe vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q8_0_q8_0_body::<$vnni>;
                 unsafe vec_dot_q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 = avx2::vec_dot_q4_k_q8_k_body::<$vnni>;
-                unsafe vec_dot_q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 = avx2::vec_dot_q6_k_q8_k_body::<$vnni>;
+                unsafe vec_dot_q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q6_k_q8_k_body::<$vnni>;
                 unsafe vec_dot_f16_f32(x: &[f16], y: &[f32]) -> f32 = super::vec_dot_f16_f32_body;
                 unsafe vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = super::vec_dot_f32_f32_body;
                 unsafe gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q4_0_q8_0_body::<$vnni>;
@@ -104,37 +104,192 @@ unsafe fn dot_u8i8_512<const VNNI: bool>(acc: __m512i, u: __m512i, s: __m512i) -
     }
 }
 
-/// Q4_0 x Q8_0, two blocks per 512-bit register; an odd last block goes through the AVX2 tile.
+/// Integer dot of Q4_0 blocks `x0`, `x1` with Q8_0 blocks `y0`, `y1`: lanes 0..8 hold
+/// block 0's partial sums, lanes 8..16 block 1's (nibbles - 8 against the activations).
+#[inline(always)]
+unsafe fn idot_q4_0_pair<const VNNI: bool>(
+    x0: &BlockQ4_0,
+    x1: &BlockQ4_0,
+    y0: &BlockQ8_0,
+    y1: &BlockQ8_0,
+) -> __m512i {
+    // SAFETY: AVX-512 F/BW/VL (+ VNNI when `VNNI`) guaranteed by the caller; the loads read
+    // the blocks' 16- and 32-byte arrays.
+    unsafe {
+        let w = join(unpack_q4(&x0.qs), unpack_q4(&x1.qs));
+        let a = join(load32(&y0.qs), load32(&y1.qs));
+        let p = dot_u8i8_512::<VNNI>(_mm512_setzero_si512(), w, a);
+        let o = dot_u8i8_512::<VNNI>(_mm512_setzero_si512(), _mm512_set1_epi8(8), a);
+        _mm512_sub_epi32(p, o)
+    }
+}
+
+/// Q4_0 x Q8_0, two blocks per 512-bit register. The scale products `d_x * d_y` are made
+/// eight blocks at a time in one vector and spread to the register halves with a permute
+/// (scalar f16 conversions per block cost as much as the integer dot); the last `n % 8`
+/// blocks go pairwise, an odd one through the AVX2 tile.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL + FMA + F16C (+ VNNI when `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
 unsafe fn vec_dot_q4_0_q8_0_body<const VNNI: bool>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     let n = x.len().min(y.len());
-    let pairs = n / 2;
+    let (x, y) = (&x[..n], &y[..n]);
     // SAFETY: features guaranteed by the caller; all block accesses are bounds-checked.
     unsafe {
-        let mut acc = [_mm512_setzero_ps(); 2];
-        let eight = _mm512_set1_epi8(8);
-        for i in 0..pairs {
-            let (x0, x1, y0, y1) = (&x[2 * i], &x[2 * i + 1], &y[2 * i], &y[2 * i + 1]);
-            let w = join(unpack_q4(&x0.qs), unpack_q4(&x1.qs));
-            let a = join(load32(&y0.qs), load32(&y1.qs));
-            let p = dot_u8i8_512::<VNNI>(_mm512_setzero_si512(), w, a);
-            let o = dot_u8i8_512::<VNNI>(_mm512_setzero_si512(), eight, a);
-            let s = _mm512_cvtepi32_ps(_mm512_sub_epi32(p, o));
-            let d = splat2(
-                f16_to_f32(x0.d) * f16_to_f32(y0.d),
-                f16_to_f32(x1.d) * f16_to_f32(y1.d),
-            );
-            acc[i & 1] = _mm512_fmadd_ps(d, s, acc[i & 1]);
+        let mut acc = [_mm512_setzero_ps(); 4];
+        // Lane i of the pair-p spread takes product 2p + i / 8.
+        let spread = |p: i32| {
+            _mm512_set_epi32(
+                2 * p + 1,
+                2 * p + 1,
+                2 * p + 1,
+                2 * p + 1,
+                2 * p + 1,
+                2 * p + 1,
+                2 * p + 1,
+                2 * p + 1,
+                2 * p,
+                2 * p,
+                2 * p,
+                2 * p,
+                2 * p,
+                2 * p,
+                2 * p,
+                2 * p,
+            )
+        };
+        let idx = [spread(0), spread(1), spread(2), spread(3)];
+        let (xo, yo) = (x.chunks_exact(8), y.chunks_exact(8));
+        let (xr, yr) = (xo.remainder(), yo.remainder());
+        for (xs, ys) in xo.zip(yo) {
+            let xs: &[BlockQ4_0; 8] = xs.try_into().unwrap();
+            let ys: &[BlockQ8_0; 8] = ys.try_into().unwrap();
+            let d = _mm512_castps256_ps512(avx2::d_products8(xs.map(|b| b.d), ys.map(|b| b.d)));
+            for p in 0..4 {
+                let s =
+                    idot_q4_0_pair::<VNNI>(&xs[2 * p], &xs[2 * p + 1], &ys[2 * p], &ys[2 * p + 1]);
+                let dp = _mm512_permutexvar_ps(idx[p], d);
+                acc[p] = _mm512_fmadd_ps(dp, _mm512_cvtepi32_ps(s), acc[p]);
+            }
         }
-        let mut sum = hsum_ps512(_mm512_add_ps(acc[0], acc[1]));
+        for (x2, y2) in xr.chunks_exact(2).zip(yr.chunks_exact(2)) {
+            let s = idot_q4_0_pair::<VNNI>(&x2[0], &x2[1], &y2[0], &y2[1]);
+            let d = splat2(
+                f16_to_f32(x2[0].d) * f16_to_f32(y2[0].d),
+                f16_to_f32(x2[1].d) * f16_to_f32(y2[1].d),
+            );
+            acc[0] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[0]);
+        }
+        let mut sum = hsum_ps512(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ));
         if n % 2 == 1 {
             sum += avx2::vec_dot_q4_0_q8_0_body::<VNNI>(&x[n - 1..n], &y[n - 1..n]);
         }
         sum
     }
+}
+
+/// Q6_K x Q8_K, 64 values per 512-bit register. The integer sum of a super-block is exact
+/// and its float step is the scalar twin's (`d_y * d_x * isum`), so the result is bit-equal.
+/// `sum_g scale_g * sum (q - 32) * a` is computed as
+/// `sum_g scale_g * sum q * a - 32 * sum_g scale_g * bsum_g` (the Q8_K sums of 16).
+///
+/// # Safety
+/// AVX-512 F/BW/VL + F16C (+ VNNI when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+unsafe fn vec_dot_q6_k_q8_k_body<const VNNI: bool>(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 {
+    let mut sum = 0.0f32;
+    // SAFETY: features guaranteed by the caller; every load reads inside one block's arrays
+    // (`ql` 128 bytes, `qh` 64, `scales` 16, `qs` 256, `bsums` 32).
+    unsafe {
+        let m4 = _mm512_set1_epi8(0x0F);
+        let m30 = _mm512_set1_epi8(0x30);
+        // Bits 0-1 of `qh` go to bits 4-5 for values 0..32 of a half, bits 2-3 for 32..64,
+        // bits 4-5 for 64..96, bits 6-7 for 96..128: per 256-bit half of the register.
+        let shl_lo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+        let shr_hi = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+        // Word lane i of a 64-value register takes the scale of group g0 + i / 8.
+        let pick = |g0: i16| {
+            _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_setr_epi16(
+                    g0,
+                    g0,
+                    g0,
+                    g0,
+                    g0,
+                    g0,
+                    g0,
+                    g0,
+                    g0 + 1,
+                    g0 + 1,
+                    g0 + 1,
+                    g0 + 1,
+                    g0 + 1,
+                    g0 + 1,
+                    g0 + 1,
+                    g0 + 1,
+                )),
+                _mm256_setr_epi16(
+                    g0 + 2,
+                    g0 + 2,
+                    g0 + 2,
+                    g0 + 2,
+                    g0 + 2,
+                    g0 + 2,
+                    g0 + 2,
+                    g0 + 2,
+                    g0 + 3,
+                    g0 + 3,
+                    g0 + 3,
+                    g0 + 3,
+                    g0 + 3,
+                    g0 + 3,
+                    g0 + 3,
+                    g0 + 3,
+                ),
+                1,
+            )
+        };
+        let picks = [pick(0), pick(4), pick(8), pick(12)];
+        for (x, y) in x.iter().zip(y) {
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.scales.as_ptr().cast()));
+            let sc = _mm512_castsi256_si512(sc16);
+            let mut acc = [_mm512_setzero_si512(); 2];
+            for n in 0..2 {
+                let l = _mm512_loadu_si512(x.ql.as_ptr().add(64 * n).cast());
+                let h =
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256(x.qh.as_ptr().add(32 * n).cast()));
+                let h_lo = _mm512_and_si512(_mm512_sllv_epi16(h, shl_lo), m30);
+                let h_hi = _mm512_and_si512(_mm512_srlv_epi16(h, shr_hi), m30);
+                // (a & b) | c
+                let q_lo = _mm512_ternarylogic_epi32(l, m4, h_lo, 0xEA);
+                let q_hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), m4, h_hi, 0xEA);
+                for (k, q) in [q_lo, q_hi].into_iter().enumerate() {
+                    let a = _mm512_loadu_si512(y.qs.as_ptr().add(128 * n + 64 * k).cast());
+                    // Exact: 2 * 63 * 128 < 2^15.
+                    let p = _mm512_maddubs_epi16(q, a);
+                    let s = _mm512_permutexvar_epi16(picks[2 * n + k], sc);
+                    acc[k] = if VNNI {
+                        _mm512_dpwssd_epi32(acc[k], p, s)
+                    } else {
+                        _mm512_add_epi32(acc[k], _mm512_madd_epi16(p, s))
+                    };
+                }
+            }
+            let acc = _mm512_add_epi32(acc[0], acc[1]);
+            let acc = _mm256_add_epi32(
+                _mm512_castsi512_si256(acc),
+                _mm512_extracti64x4_epi64(acc, 1),
+            );
+            let off = _mm256_madd_epi16(sc16, _mm256_loadu_si256(y.bsums.as_ptr().cast()));
+            let isum = hsum_epi32(_mm256_sub_epi32(acc, _mm256_slli_epi32(off, 5)));
+            sum += y.d * f16_to_f32(x.d) * isum as f32;
+        }
+    }
+    sum
 }
 
 /// # Safety
