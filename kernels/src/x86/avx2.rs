@@ -523,7 +523,7 @@ pub(crate) unsafe fn vec_dot_q8_0_q8_0_body<const VNNI: bool>(
 /// Q4_K / Q5_K packed scales and mins (`scalar::scales_mins_k4`) with word operations: the
 /// 8 six-bit scales and the 8 six-bit mins, one per byte.
 #[inline(always)]
-fn scales_mins_k4_words(s: &[u8; 12]) -> (u64, u64) {
+pub(crate) fn scales_mins_k4_words(s: &[u8; 12]) -> (u64, u64) {
     let w = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
     let (a, b, c) = (w(0), w(4), w(8));
     let (m6, m4, m2) = (0x3F3F_3F3Fu32, 0x0F0F_0F0Fu32, 0x0303_0303u32);

@@ -26,7 +26,7 @@ macro_rules! avx512_flavour {
                 unsafe quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8_K]) = avx2::quantize_row_q8_k_body;
                 unsafe vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q4_0_q8_0_body::<$vnni>;
                 unsafe vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q8_0_q8_0_body::<$vnni>;
-                unsafe vec_dot_q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 = avx2::vec_dot_q4_k_q8_k_body::<$vnni>;
+                unsafe vec_dot_q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q4_k_q8_k_body::<$vnni>;
                 unsafe vec_dot_q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q6_k_q8_k_body::<$vnni>;
                 unsafe vec_dot_f16_f32(x: &[f16], y: &[f32]) -> f32 = super::vec_dot_f16_f32_body;
                 unsafe vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = super::vec_dot_f32_f32_body;
@@ -189,6 +189,69 @@ unsafe fn vec_dot_q4_0_q8_0_body<const VNNI: bool>(x: &[BlockQ4_0], y: &[BlockQ8
             sum += avx2::vec_dot_q4_0_q8_0_body::<VNNI>(&x[n - 1..n], &y[n - 1..n]);
         }
         sum
+    }
+}
+
+/// Q4_K x Q8_K, one 64-value sub-block pair per 512-bit register (low nibbles in the low
+/// half, high nibbles in the high half, as the activations lie). The integer sums are exact;
+/// unlike the AVX2 body, the super-block terms are not reduced to a scalar one by one but
+/// accumulated in float lanes (`d_y * d` times the 16 partial sums, `d_y * dmin` times the 4
+/// partial min sums) and reduced once at the end: the horizontal sums per super-block cost as
+/// much as its integer work. So this is within the reorder bound of the scalar twin, not
+/// bit-equal to it.
+///
+/// # Safety
+/// AVX-512 F/BW/VL + F16C (+ VNNI when `VNNI`); `x.len() == y.len()`.
+#[inline(always)]
+unsafe fn vec_dot_q4_k_q8_k_body<const VNNI: bool>(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 {
+    // SAFETY: features guaranteed by the caller; every load reads inside one block's arrays
+    // (`qs` 128 bytes, `y.qs` 256, `bsums` 32).
+    unsafe {
+        let m4 = _mm512_set1_epi8(0x0F);
+        let shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+        // Word lanes 0..16 take scale 2j, lanes 16..32 scale 2j + 1.
+        let pick = |j: i16| {
+            _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_set1_epi16(2 * j)),
+                _mm256_set1_epi16(2 * j + 1),
+                1,
+            )
+        };
+        let picks = [pick(0), pick(1), pick(2), pick(3)];
+        let mut accf = _mm512_setzero_ps();
+        let mut accm = _mm_setzero_ps();
+        for (x, y) in x.iter().zip(y) {
+            let (sc, mn) = avx2::scales_mins_k4_words(&x.scales);
+            let sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+            let mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
+            let bs = _mm256_loadu_si256(y.bsums.as_ptr().cast());
+            // bsums[2s] + bsums[2s + 1] (|.| <= 4096, fits i16), then * min, summed.
+            let bp = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            let m = _mm_madd_epi16(bp, mn16);
+            let mut acc = [_mm512_setzero_si512(); 2];
+            for j in 0..4 {
+                let q =
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256(x.qs.as_ptr().add(32 * j).cast()));
+                let q = _mm512_and_si512(_mm512_srlv_epi16(q, shr), m4);
+                let a = _mm512_loadu_si512(y.qs.as_ptr().add(64 * j).cast());
+                // u4 x i8 pairs fit i16.
+                let p = _mm512_maddubs_epi16(q, a);
+                let s = _mm512_permutexvar_epi16(picks[j], sc16);
+                acc[j & 1] = if VNNI {
+                    _mm512_dpwssd_epi32(acc[j & 1], p, s)
+                } else {
+                    _mm512_add_epi32(acc[j & 1], _mm512_madd_epi16(p, s))
+                };
+            }
+            let a = _mm512_add_epi32(acc[0], acc[1]);
+            let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(
+                (x.d.to_bits() as u32 | (x.dmin.to_bits() as u32) << 16) as i32,
+            ));
+            let t = _mm_mul_ps(_mm_set1_ps(y.d), dd);
+            accf = _mm512_fmadd_ps(_mm512_broadcastss_ps(t), _mm512_cvtepi32_ps(a), accf);
+            accm = _mm_fmadd_ps(_mm_permute_ps(t, 0b01_01_01_01), _mm_cvtepi32_ps(m), accm);
+        }
+        hsum_ps512(accf) - hsum_ps(_mm256_zextps128_ps256(accm))
     }
 }
 
