@@ -11,7 +11,7 @@ use cinder_quant::block::*;
 use cinder_quant::dtype::QK_K;
 use half::f16;
 
-use super::{f16_to_f32, hsum_epi32, hsum_ps};
+use super::{f16_to_f32, f32_to_f16, hsum_epi32, hsum_ps};
 use crate::scalar;
 
 kernels! { "avx2,fma,f16c";
@@ -129,8 +129,10 @@ unsafe fn quantize_q8_block(x: &[f32], qs: &mut [i8; QK]) -> (f32, i32) {
 pub(crate) unsafe fn quantize_row_q8_0_body(x: &[f32], y: &mut [BlockQ8_0]) {
     for (b, x) in y.iter_mut().zip(x.chunks_exact(QK)) {
         // SAFETY: features guaranteed by the caller.
-        let (d, _) = unsafe { quantize_q8_block(x, &mut b.qs) };
-        b.d = f16::from_f32(d);
+        unsafe {
+            let (d, _) = quantize_q8_block(x, &mut b.qs);
+            b.d = f32_to_f16(d);
+        }
     }
 }
 
@@ -140,9 +142,11 @@ pub(crate) unsafe fn quantize_row_q8_0_body(x: &[f32], y: &mut [BlockQ8_0]) {
 pub(crate) unsafe fn quantize_row_q8_1_body(x: &[f32], y: &mut [BlockQ8_1]) {
     for (b, x) in y.iter_mut().zip(x.chunks_exact(QK)) {
         // SAFETY: features guaranteed by the caller.
-        let (d, sum) = unsafe { quantize_q8_block(x, &mut b.qs) };
-        b.d = f16::from_f32(d);
-        b.s = f16::from_f32(sum as f32 * d);
+        unsafe {
+            let (d, sum) = quantize_q8_block(x, &mut b.qs);
+            b.d = f32_to_f16(d);
+            b.s = f32_to_f16(sum as f32 * d);
+        }
     }
 }
 

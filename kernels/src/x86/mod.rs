@@ -72,6 +72,20 @@ pub(crate) unsafe fn f16_to_f32(h: half::f16) -> f32 {
     unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32))) }
 }
 
+/// f32 -> f16 with F16C, rounding to nearest even (as `half::f16::from_f32`, without its
+/// run-time feature check or software path).
+///
+/// # Safety
+/// The CPU must support F16C.
+#[inline(always)]
+pub(crate) unsafe fn f32_to_f16(v: f32) -> half::f16 {
+    // SAFETY: F16C is guaranteed by the caller.
+    unsafe {
+        let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v));
+        half::f16::from_bits(_mm_extract_epi16::<0>(h) as u16)
+    }
+}
+
 /// Sum of the 8 lanes of `v`.
 ///
 /// # Safety
