@@ -44,6 +44,36 @@ pub fn llamacpp_rounding() -> bool {
     LLAMACPP_ROUNDING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Activations to Q8_0: the reference rule (`d = amax / 127`, `q = round_away(x / d)`, as
+/// gguf-py and ggml's scalar reference), or with [`set_llamacpp_rounding`]
+/// [`quantize_row_q8_0_llamacpp`].
+fn q8_0(k: &Kernels, x: &[f32], q: &mut [BlockQ8_0]) {
+    if llamacpp_rounding() {
+        quantize_row_q8_0_llamacpp(x, q)
+    } else {
+        k.quantize_row_q8_0(x, q)
+    }
+}
+
+/// Q8_0 activations as llama.cpp's x86 (AVX/AVX2) and ARM CPU kernels make them:
+/// `q = round_half_even(x * (127 / amax))`, where the reference rule multiplies by
+/// `1 / (amax / 127)` and rounds half away from zero. The two differ by one on values that
+/// land within an ulp of a rounding tie; in a small model one such value moves the logits by
+/// about 1e-3, so comparing with llama.cpp on the same file needs its rule.
+/// `x.len()` must be `q.len() * 32`.
+pub fn quantize_row_q8_0_llamacpp(x: &[f32], q: &mut [BlockQ8_0]) {
+    assert_eq!(x.len(), q.len() * QK, "quantize_row_q8_0_llamacpp: lengths");
+    for (b, x) in q.iter_mut().zip(x.chunks_exact(QK)) {
+        let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        b.d = f16::from_f32(amax / 127.0);
+        for (q, &v) in b.qs.iter_mut().zip(x) {
+            // In range by construction (|v * id| <= 127 up to rounding); NaN becomes 0.
+            *q = (v * id).round_ties_even().clamp(-128.0, 127.0) as i8;
+        }
+    }
+}
+
 /// Weight rows per work item when the batch has more than one token.
 const CHUNK_ROWS: usize = 32;
 
@@ -120,9 +150,7 @@ pub fn matmul(
             _ => Kernels::gemm_q8_0x16_q8_0,
         };
         let strips = Strips { q: &p.q, d: &p.d };
-        let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| {
-            k.quantize_row_q8_0(x, q)
-        });
+        let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| q8_0(k, x, q));
         run(rows, cols, n, out, tiles, |r, t, o| {
             gemm_tokens(a, cols, r, t, o, |a, r, o, ldo| {
                 let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
@@ -169,9 +197,7 @@ pub fn matmul(
             })
         }
         View::Q4_0(wv) => {
-            let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| {
-                k.quantize_row_q8_0(x, q)
-            });
+            let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| q8_0(k, x, q));
             run(rows, cols, n, out, tiles, |r, t, o| {
                 gemm_tokens(a, cols, r, t, o, |a, r, o, ldo| {
                     k.gemm_q4_0_q8_0(wv, a, cols, r, o, ldo)
@@ -179,16 +205,20 @@ pub fn matmul(
             })
         }
         View::Q8_0(wv) => {
-            let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| {
-                k.quantize_row_q8_0(x, q)
-            });
+            let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| q8_0(k, x, q));
             run(rows, cols, n, out, tiles, |r, t, o| {
                 gemm_tokens(a, cols, r, t, o, |a, r, o, ldo| {
                     k.gemm_q8_0_q8_0(wv, a, cols, r, o, ldo)
                 })
             })
         }
-        View::Q5_0(wv) => rowwise!(wv, QK, q8_0, quantize_row_q8_0, vec_dot_q5_0_q8_0),
+        View::Q5_0(wv) => {
+            let nb = cols / QK;
+            let a = quantize(x, n, nb, &mut s.q8_0, |x, q| q8_0(k, x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                dot_rows(wv, nb, a, nb, r, t, o, |a, b| k.vec_dot_q5_0_q8_0(a, b))
+            })
+        }
         View::Q4_1(wv) => rowwise!(wv, QK, q8_1, quantize_row_q8_1, vec_dot_q4_1_q8_1),
         View::Q5_1(wv) => rowwise!(wv, QK, q8_1, quantize_row_q8_1, vec_dot_q5_1_q8_1),
         View::Q2K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q2_k_q8_k),

@@ -2,10 +2,12 @@
 //! built from quant's reference dequantizers: the weights dequantized, the activations
 //! quantized and dequantized with the reference quantizer of the dot format of that weight type.
 
+use bytemuck::Zeroable;
 use cinder::matmul::{MatmulScratch, matmul};
 use cinder::weights::{MATRIX_TYPES, Tensor};
 use cinder_kernels::Kernels;
 use cinder_quant::GgmlType;
+use cinder_quant::block::BlockQ8_0;
 use cinder_quant::reference::{dequantize, quantize};
 
 /// Deterministic values in [-1, 1).
@@ -42,6 +44,15 @@ fn through(ty: GgmlType, x: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
     dequantize(ty, &q, &mut y).expect("dequantize");
     y
+}
+
+/// Round trip through Q8_0 as llama.cpp's CPU kernels quantize activations.
+fn through_q8_0_llamacpp(x: &[f32]) -> Vec<f32> {
+    let mut q = vec![BlockQ8_0::zeroed(); x.len() / 32];
+    cinder::matmul::quantize_row_q8_0_llamacpp(x, &mut q);
+    q.iter()
+        .flat_map(|b| b.qs.map(|v| f32::from(v) * b.d.to_f32()))
+        .collect()
 }
 
 /// One test in this binary: it switches the process-wide `set_llamacpp_rounding`.
@@ -85,7 +96,16 @@ fn check_every_type(rows: usize, cols: usize, repack: bool, llamacpp: bool) {
             // the block minimum: that rounding (2^-11 relative per block) is in the format.
             let act = act_type(ty, llamacpp);
             let tol = if act == GgmlType::Q8_1 { 1e-4 } else { 1e-5 };
-            let xa: Vec<f32> = x.chunks(cols).flat_map(|r| through(act, r)).collect();
+            let xa: Vec<f32> = x
+                .chunks(cols)
+                .flat_map(|r| {
+                    if llamacpp && act == GgmlType::Q8_0 {
+                        through_q8_0_llamacpp(r)
+                    } else {
+                        through(act, r)
+                    }
+                })
+                .collect();
             for isa in Kernels::available() {
                 let k = Kernels::new(isa).expect("available");
                 // Repacked weights are only given to kernels that prefer them (as Model does).
@@ -123,4 +143,20 @@ fn check_every_type(rows: usize, cols: usize, repack: bool, llamacpp: bool) {
             }
         }
     }
+}
+
+/// llama.cpp's activation rule rounds ties to even where the reference rounds them away from
+/// zero (amax 127 makes the multiplier exactly 1, so 2.5 is a true tie).
+#[test]
+fn llamacpp_q8_0_rounds_ties_to_even() {
+    let mut x = [0.0f32; 32];
+    x[..6].copy_from_slice(&[127.0, 2.5, -2.5, 0.5, 1.5, -126.5]);
+    let mut q = [BlockQ8_0::zeroed()];
+    cinder::matmul::quantize_row_q8_0_llamacpp(&x, &mut q);
+    assert_eq!(q[0].qs[..6], [127, 2, -2, 0, 2, -126]);
+    assert_eq!(q[0].d.to_f32(), half::f16::from_f32(1.0).to_f32());
+    let mut r = vec![0u8; GgmlType::Q8_0.row_bytes(32).expect("row")];
+    quantize(GgmlType::Q8_0, &x, &mut r).expect("quantize");
+    let rq: Vec<i8> = r[2..8].iter().map(|&b| b as i8).collect();
+    assert_eq!(rq, [127, 3, -3, 1, 2, -127], "the reference rule differs on ties");
 }
