@@ -1,14 +1,23 @@
 //! The small element-wise operations of the forward pass: RMSNorm, rotary embeddings, softmax,
 //! SwiGLU and the residual add. All work in place or into caller-provided buffers.
 
-/// `out = x / sqrt(mean(x^2) + eps) * w` for one row.
+/// `out = x / sqrt(mean(x^2) + eps) * w` for one row. The scale is computed in f64 from exact
+/// squares, or with [`crate::matmul::set_llamacpp_rounding`] as ggml computes it (f32 squares
+/// summed in f64, the mean and `1 / sqrt` in f32): the next Q8_0 quantization turns a one-ulp
+/// difference here into a flipped rounding now and then.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     assert!(
         out.len() == x.len() && w.len() == x.len(),
         "rmsnorm: length mismatch"
     );
-    let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-    let scale = (1.0 / (ss / x.len() as f64 + f64::from(eps)).sqrt()) as f32;
+    let scale = if crate::matmul::llamacpp_rounding() {
+        let ss: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+        let mean = (ss / x.len() as f64) as f32;
+        1.0 / (mean + eps).sqrt()
+    } else {
+        let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        (1.0 / (ss / x.len() as f64 + f64::from(eps)).sqrt()) as f32
+    };
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = v * scale * g;
     }

@@ -158,5 +158,9 @@ fn llamacpp_q8_0_rounds_ties_to_even() {
     let mut r = vec![0u8; GgmlType::Q8_0.row_bytes(32).expect("row")];
     quantize(GgmlType::Q8_0, &x, &mut r).expect("quantize");
     let rq: Vec<i8> = r[2..8].iter().map(|&b| b as i8).collect();
-    assert_eq!(rq, [127, 3, -3, 1, 2, -127], "the reference rule differs on ties");
+    assert_eq!(
+        rq,
+        [127, 3, -3, 1, 2, -127],
+        "the reference rule differs on ties"
+    );
 }
