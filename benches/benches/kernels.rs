@@ -281,14 +281,26 @@ fn dequantize(c: &mut Criterion) {
 }
 
 macro_rules! bench_gemm {
-    ($c:expr, $name:ident, $label:literal, $w:ty, $wq:expr) => {{
+    ($c:expr, $name:ident, $label:literal, $w:ty, $wq:expr) => {
+        bench_gemm!(
+            $c,
+            $name,
+            $label,
+            $w,
+            $wq,
+            BlockQ8_0,
+            r::quantize_row_q8_0,
+            QK
+        )
+    };
+    ($c:expr, $name:ident, $label:literal, $w:ty, $wq:expr, $a:ty, $aq:expr, $qk:expr) => {{
         let mut g = $c.benchmark_group(concat!("gemm/", $label));
         g.sampling_mode(SamplingMode::Flat);
         for (rows, k) in GEMM_SHAPES {
             // Built on first use only, so a filtered run does not quantize unused matrices.
             let w: OnceCell<Vec<$w>> = OnceCell::new();
             for cols in GEMM_COLS {
-                let a: OnceCell<Vec<BlockQ8_0>> = OnceCell::new();
+                let a: OnceCell<Vec<$a>> = OnceCell::new();
                 let mut out = vec![0f32; cols * rows];
                 // Elements are operations (multiply + add): criterion's Gelem/s is GOP/s.
                 g.throughput(Throughput::Elements((2 * rows * k * cols) as u64));
@@ -297,8 +309,8 @@ macro_rules! bench_gemm {
                         continue;
                     }
                     g.bench_function(id(format!("{rows}x{k}x{cols}"), kern.isa()), |b| {
-                        let w = w.get_or_init(|| blocks(rows * k, QK, 5, $wq));
-                        let a = a.get_or_init(|| blocks(cols * k, QK, 6, r::quantize_row_q8_0));
+                        let w = w.get_or_init(|| blocks(rows * k, $qk, 5, $wq));
+                        let a = a.get_or_init(|| blocks(cols * k, $qk, 6, $aq));
                         b.iter(|| {
                             kern.$name(black_box(w), black_box(a), k, 0..rows, &mut out, rows)
                         })
@@ -324,6 +336,16 @@ fn gemm(c: &mut Criterion) {
         "q8_0_q8_0",
         BlockQ8_0,
         r::quantize_row_q8_0
+    );
+    bench_gemm!(
+        c,
+        gemm_q4_k_q8_k,
+        "q4_k_q8_k",
+        BlockQ4_K,
+        r::quantize_row_q4_k,
+        BlockQ8_K,
+        r::quantize_row_q8_k,
+        QK_K
     );
 }
 

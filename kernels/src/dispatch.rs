@@ -202,6 +202,7 @@ kernel_table! {
     vec_dot_f32_f32: DotFn<f32, f32>,
     gemm_q4_0_q8_0: GemmFn<BlockQ4_0, BlockQ8_0>,
     gemm_q8_0_q8_0: GemmFn<BlockQ8_0, BlockQ8_0>,
+    gemm_q4_k_q8_k: GemmFn<BlockQ4_K, BlockQ8_K>,
     dequantize_row_q4_0: DequantFn<BlockQ4_0>,
     dequantize_row_q8_0: DequantFn<BlockQ8_0>,
     dequantize_row_q6_k: DequantFn<BlockQ6_K>,
@@ -311,6 +312,9 @@ macro_rules! dequantizer {
 
 macro_rules! gemm {
     ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty) => {
+        gemm!($(#[$doc])* $name, $w, $a, QK);
+    };
+    ($(#[$doc:meta])* $name:ident, $w:ty, $a:ty, $qk:expr) => {
         $(#[$doc])*
         ///
         /// `w` is a row-major weight matrix of `w.len() / (k / 32)` rows, `a` holds
@@ -320,7 +324,7 @@ macro_rules! gemm {
         /// With `rows = 0..n` and `ldo = n` that is the token-major output of the matmul; a thread
         /// given a row range writes its own `cols x rows.len()` tile.
         ///
-        /// Panics unless `k` is a positive multiple of 32, `w` and `a` hold whole rows of `k`,
+        /// Panics unless `k` is a positive multiple of the block size (32; 256 for the k-quants), `w` and `a` hold whole rows of `k`,
         /// `rows` lies inside `w`, `ldo >= rows.len()` and `out` holds the last element.
         pub fn $name(
             &self,
@@ -331,8 +335,8 @@ macro_rules! gemm {
             out: &mut [f32],
             ldo: usize,
         ) {
-            assert!(k > 0 && k % QK == 0, concat!(stringify!($name), ": k must be a positive multiple of 32"));
-            let nb = k / QK;
+            assert!(k > 0 && k % $qk == 0, concat!(stringify!($name), ": k must be a positive multiple of ", stringify!($qk)));
+            let nb = k / $qk;
             assert!(w.len() % nb == 0 && a.len() % nb == 0, concat!(stringify!($name), ": partial rows"));
             assert!(rows.start <= rows.end && rows.end <= w.len() / nb, concat!(stringify!($name), ": rows out of range"));
             let cols = a.len() / nb;
@@ -520,6 +524,9 @@ impl Kernels {
         gemm_q4_0_q8_0, BlockQ4_0, BlockQ8_0);
     gemm!(/// Tiled Q8_0 x Q8_0 matrix product (prompt processing).
         gemm_q8_0_q8_0, BlockQ8_0, BlockQ8_0);
+    gemm!(/// Tiled Q4_K x Q8_K matrix product (prompt processing; AVX-512 tiles, elsewhere one
+        /// dot per row and column).
+        gemm_q4_k_q8_k, BlockQ4_K, BlockQ8_K, QK_K);
     dequantizer!(/// Q4_0 -> f32 (embedding rows); bit-equal to quant's reference.
         dequantize_row_q4_0, BlockQ4_0, QK);
     dequantizer!(/// Q8_0 -> f32 (embedding rows); bit-equal to quant's reference.

@@ -347,6 +347,30 @@ pub fn gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f3
     }
 }
 
+/// `out[c * ldo + r] = dot(w row r, a column c)` for every row (of `nb` blocks) and column:
+/// the gemm of weight types without a tiled kernel on an Isa, inlined into each Isa's kernel
+/// with that Isa's dot (so bit-equal to it).
+#[inline(always)]
+pub(crate) fn gemm_by_dots<W, A>(
+    w: &[W],
+    a: &[A],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+    dot: impl Fn(&[W], &[A]) -> f32,
+) {
+    for (r, wr) in w.chunks_exact(nb).enumerate() {
+        for (c, ac) in a.chunks_exact(nb).enumerate() {
+            out[c * ldo + r] = dot(wr, ac);
+        }
+    }
+}
+
+/// As [`gemm_q4_0_q8_0`] for Q4_K weights and Q8_K columns.
+pub fn gemm_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) {
+    gemm_by_dots(w, a, nb, out, ldo, vec_dot_q4_k_q8_k)
+}
+
 /// Strips of a repacked Q4_0 matrix (`crate::repack`, `nb` blocks per row) x Q8_0 columns:
 /// `out[c * ldo + r] = vec_dot_q4_0_q8_0(row r, column c)` for every row `r` of the strips,
 /// bit-equal to [`gemm_q4_0_q8_0`] on the plain rows.

@@ -334,6 +334,42 @@ proptest! {
     }
 
     #[test]
+    fn gemm_q4_k_every_isa_matches_scalar_and_writes_only_its_tile(
+        (nb, _rows, cols, w, a, r0, r1, pad) in (1usize..=3, 1usize..=9, 1usize..=10)
+            .prop_flat_map(|(nb, rows, cols)| (
+                Just(nb), Just(rows), Just(cols),
+                blocks::<BlockQ4_K, _>(nb * rows, s2(), |b, (d, m)| { b.d = d; b.dmin = m; }),
+                blocks::<BlockQ8_K, _>(nb * cols, scale32(), fix_q8k),
+                0..=rows, 0..=rows, 0usize..3)),
+    ) {
+        let (lo, hi) = (r0.min(r1), r0.max(r1));
+        let n = hi - lo;
+        let ldo = n + pad;
+        let len = if n == 0 { 3 } else { (cols - 1) * ldo + n + pad };
+        const SENTINEL: f32 = -12345.5;
+        let s = Kernels::scalar();
+        for k in all_kernels() {
+            let mut out = vec![SENTINEL; len];
+            k.gemm_q4_k_q8_k(&w, &a, nb * QK_K, lo..hi, &mut out, ldo);
+            for (i, &v) in out.iter().enumerate() {
+                let (c, rr) = (i / ldo.max(1), i % ldo.max(1));
+                if n == 0 || rr >= n || c >= cols {
+                    prop_assert!(v == SENTINEL, "gemm_q4_k_q8_k on {}: wrote outside its tile at {i}", k.isa());
+                    continue;
+                }
+                let (wr, ac) = (&w[(lo + rr) * nb..][..nb], &a[c * nb..][..nb]);
+                let want = s.vec_dot_q4_k_q8_k(wr, ac);
+                if matches!(k.isa(), Isa::Avx512 | Isa::Avx512Vnni) {
+                    close("gemm_q4_k_q8_k", k.isa(), v, want, nb, q4_k_magnitude(wr, ac))?;
+                } else {
+                    // One dot of the Isa per (row, column): bit-equal.
+                    bit_equal("gemm_q4_k_q8_k", k.isa(), v, want)?;
+                }
+            }
+        }
+    }
+
+    #[test]
     fn gemm_every_isa_matches_scalar_and_writes_only_its_tile(
         (nb, _rows, cols, w4, w8, a, r0, r1, pad) in (1usize..=5, 1usize..=40, 1usize..=20)
             .prop_flat_map(|(nb, rows, cols)| (

@@ -152,7 +152,7 @@ pub fn matmul(
         let strips = Strips { q: &p.q, d: &p.d };
         let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| q8_0(k, x, q));
         run(rows, cols, n, out, tiles, |r, t, o| {
-            gemm_tokens(a, cols, r, t, o, |a, r, o, ldo| {
+            gemm_tokens(a, r, t, o, |a, r, o, ldo| {
                 let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
                 gemm(k, strips, a, cols, st, o, ldo)
             })
@@ -199,7 +199,7 @@ pub fn matmul(
         View::Q4_0(wv) => {
             let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| q8_0(k, x, q));
             run(rows, cols, n, out, tiles, |r, t, o| {
-                gemm_tokens(a, cols, r, t, o, |a, r, o, ldo| {
+                gemm_tokens(a, r, t, o, |a, r, o, ldo| {
                     k.gemm_q4_0_q8_0(wv, a, cols, r, o, ldo)
                 })
             })
@@ -207,7 +207,7 @@ pub fn matmul(
         View::Q8_0(wv) => {
             let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| q8_0(k, x, q));
             run(rows, cols, n, out, tiles, |r, t, o| {
-                gemm_tokens(a, cols, r, t, o, |a, r, o, ldo| {
+                gemm_tokens(a, r, t, o, |a, r, o, ldo| {
                     k.gemm_q8_0_q8_0(wv, a, cols, r, o, ldo)
                 })
             })
@@ -223,7 +223,16 @@ pub fn matmul(
         View::Q5_1(wv) => rowwise!(wv, QK, q8_1, quantize_row_q8_1, vec_dot_q5_1_q8_1),
         View::Q2K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q2_k_q8_k),
         View::Q3K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q3_k_q8_k),
-        View::Q4K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q4_k_q8_k),
+        View::Q4K(wv) => {
+            let a = quantize(x, n, cols / QK_K, &mut s.q8_k, |x, q| {
+                k.quantize_row_q8_k(x, q)
+            });
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                gemm_tokens(a, r, t, o, |a, r, o, ldo| {
+                    k.gemm_q4_k_q8_k(wv, a, cols, r, o, ldo)
+                })
+            })
+        }
         View::Q5K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q5_k_q8_k),
         View::Q6K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q6_k_q8_k),
     }
@@ -261,17 +270,18 @@ fn round<'a>(x: &[f32], buf: &'a mut Vec<f32>, max: usize, f: impl Fn(f32) -> f3
     buf
 }
 
-/// The tile of the Q8_0-activation gemms, `GEMM_TOKENS` tokens at a time:
+/// The tile of the gemms (`n` columns of quantized activations in `a`), `GEMM_TOKENS` tokens
+/// at a time:
 /// `gemm(a columns, rows, out, ldo)` as the kernels' `gemm_*` with `k = cols`.
-fn gemm_tokens(
-    a: &[BlockQ8_0],
-    cols: usize,
+fn gemm_tokens<A>(
+    a: &[A],
     rows: Range<usize>,
     n: usize,
     out: &mut [f32],
-    gemm: impl Fn(&[BlockQ8_0], Range<usize>, &mut [f32], usize),
+    gemm: impl Fn(&[A], Range<usize>, &mut [f32], usize),
 ) {
-    let (nb, len) = (cols / QK, rows.len());
+    let (nb, len) = (a.len() / n, rows.len());
+    debug_assert_eq!(nb * n, a.len(), "gemm_tokens: whole columns");
     for c0 in (0..n).step_by(GEMM_TOKENS) {
         let c1 = (c0 + GEMM_TOKENS).min(n);
         gemm(

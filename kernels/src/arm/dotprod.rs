@@ -26,6 +26,7 @@ kernels! { "neon,dotprod";
     vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = neon::vec_dot_f32_f32_body;
     gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = neon::gemm_body::<Q4_0Tile, true, 4>;
     gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = neon::gemm_body::<Q8_0Tile, true, 4>;
+    gemm_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = neon::gemm_q4_k_q8_k_body::<true>;
     dequantize_row_q4_0(x: &[BlockQ4_0], y: &mut [f32]) = neon::dequantize_row_q4_0_body;
     dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = neon::dequantize_row_q8_0_body;
     dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = neon::dequantize_row_q6_k_body;

@@ -35,6 +35,7 @@ kernels! { "neon";
     vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = vec_dot_f32_f32_body;
     gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = gemm_body::<Q4_0Tile, false, 4>;
     gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = gemm_body::<Q8_0Tile, false, 4>;
+    gemm_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = gemm_q4_k_q8_k_body::<false>;
     dequantize_row_q4_0(x: &[BlockQ4_0], y: &mut [f32]) = dequantize_row_q4_0_body;
     dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = dequantize_row_q8_0_body;
     dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = dequantize_row_q6_k_body;
@@ -553,6 +554,25 @@ unsafe fn k4_isum<const DOT: bool>(sc: &[u8; 8], a: &[i8; QK_K], q: &K4Quants) -
         }
         vaddvq_s32(acc)
     }
+}
+
+/// Q4_K gemm: one [`vec_dot_q4_k_q8_k_body`] per row and column (bit-equal to it).
+///
+/// # Safety
+/// As [`vec_dot_q4_k_q8_k_body`]; `w` and `a` hold whole rows of `nb` blocks and `out` every
+/// `c * ldo + r`.
+#[inline(always)]
+pub(crate) unsafe fn gemm_q4_k_q8_k_body<const DOT: bool>(
+    w: &[BlockQ4_K],
+    a: &[BlockQ8_K],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    scalar::gemm_by_dots(w, a, nb, out, ldo, |x, y| {
+        // SAFETY: forwarded caller guarantees (rows of equal length).
+        unsafe { vec_dot_q4_k_q8_k_body::<DOT>(x, y) }
+    })
 }
 
 /// The 256 quants of a Q4_K / Q5_K block: `[j][0]` sub-block `2j`, `[j][1]` sub-block `2j + 1`.

@@ -26,6 +26,7 @@ kernels! { "avx2,fma,f16c";
     unsafe vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = vec_dot_f32_f32_body;
     unsafe gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = gemm_body::<Q4_0Tile<false>, 4, 3>;
     unsafe gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = gemm_body::<Q8_0Tile<false>, 4, 3>;
+    unsafe gemm_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = gemm_q4_k_q8_k_body::<false>;
     unsafe dequantize_row_q4_0(x: &[BlockQ4_0], y: &mut [f32]) = dequantize_row_q4_0_body;
     unsafe dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = dequantize_row_q8_0_body;
     unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = dequantize_row_q6_k_body;
@@ -614,6 +615,25 @@ pub(crate) unsafe fn vec_dot_q4_k_q8_k_body<const VNNI: bool>(
         sum += term;
     }
     sum
+}
+
+/// Q4_K gemm: one [`vec_dot_q4_k_q8_k_body`] per row and column (bit-equal to it).
+///
+/// # Safety
+/// As [`vec_dot_q4_k_q8_k_body`]; `w` and `a` hold whole rows of `nb` blocks and `out` every
+/// `c * ldo + r`.
+#[inline(always)]
+pub(crate) unsafe fn gemm_q4_k_q8_k_body<const VNNI: bool>(
+    w: &[BlockQ4_K],
+    a: &[BlockQ8_K],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    crate::scalar::gemm_by_dots(w, a, nb, out, ldo, |x, y| {
+        // SAFETY: forwarded caller guarantees (rows of equal length).
+        unsafe { vec_dot_q4_k_q8_k_body::<VNNI>(x, y) }
+    })
 }
 
 /// The 4 x 32 six-bit quants (0..=63) of one 128-value half of a Q6_K block.

@@ -32,6 +32,7 @@ macro_rules! avx512_flavour {
                 unsafe vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = super::vec_dot_f32_f32_body;
                 unsafe gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q4_0_q8_0_body::<$vnni>;
                 unsafe gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q8_0_q8_0_body::<$vnni>;
+                unsafe gemm_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q4_k_q8_k_body::<$vnni>;
                 unsafe dequantize_row_q4_0(x: &[BlockQ4_0], y: &mut [f32]) = avx2::dequantize_row_q4_0_body;
                 unsafe dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = avx2::dequantize_row_q8_0_body;
                 unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = avx2::dequantize_row_q6_k_body;
@@ -207,17 +208,7 @@ unsafe fn vec_dot_q4_k_q8_k_body<const VNNI: bool>(x: &[BlockQ4_K], y: &[BlockQ8
     // SAFETY: features guaranteed by the caller; every load reads inside one block's arrays
     // (`qs` 128 bytes, `y.qs` 256, `bsums` 32).
     unsafe {
-        let m4 = _mm512_set1_epi8(0x0F);
-        let shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-        // Word lanes 0..16 take scale 2j, lanes 16..32 scale 2j + 1.
-        let pick = |j: i16| {
-            _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_set1_epi16(2 * j)),
-                _mm256_set1_epi16(2 * j + 1),
-                1,
-            )
-        };
-        let picks = [pick(0), pick(1), pick(2), pick(3)];
+        let (m4, shr, picks) = q4_k_consts();
         let mut accf = _mm512_setzero_ps();
         let mut accm = _mm_setzero_ps();
         for (x, y) in x.iter().zip(y) {
@@ -252,6 +243,156 @@ unsafe fn vec_dot_q4_k_q8_k_body<const VNNI: bool>(x: &[BlockQ4_K], y: &[BlockQ8
             accm = _mm_fmadd_ps(_mm_permute_ps(t, 0b01_01_01_01), _mm_cvtepi32_ps(m), accm);
         }
         hsum_ps512(accf) - hsum_ps(_mm256_zextps128_ps256(accm))
+    }
+}
+
+/// The constants of the 512-bit Q4_K products: the nibble mask, the per-half shift (low
+/// nibbles in the low 256 bits, high nibbles in the high 256 bits) and the word permutes that
+/// spread scale `2j` over word lanes 0..16 and scale `2j + 1` over lanes 16..32.
+#[inline(always)]
+unsafe fn q4_k_consts() -> (__m512i, __m512i, [__m512i; 4]) {
+    // SAFETY: AVX-512 F/BW guaranteed by the caller.
+    unsafe {
+        let pick = |j: i16| {
+            _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_set1_epi16(2 * j)),
+                _mm256_set1_epi16(2 * j + 1),
+                1,
+            )
+        };
+        (
+            _mm512_set1_epi8(0x0F),
+            _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1),
+            [pick(0), pick(1), pick(2), pick(3)],
+        )
+    }
+}
+
+/// One `RM x RN` tile of the Q4_K gemm: rows `r0..r0 + RM`, columns `c0..c0 + RN`. Each
+/// weight super-block is unpacked once per tile (64-value registers and their scale
+/// vectors, as in [`vec_dot_q4_k_q8_k_body`]) and multiplied into every column; each
+/// (row, column) accumulates `d_y * d` times its partial sums and `-d_y * dmin` times its
+/// partial min sums in float lanes, reduced once at the end (the reorder bound of the scalar
+/// twin, not bit-equal).
+#[inline(always)]
+unsafe fn q4_k_tile<const VNNI: bool, const RM: usize, const RN: usize>(
+    w: &[BlockQ4_K],
+    a: &[BlockQ8_K],
+    nb: usize,
+    (r0, c0): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    // SAFETY: features guaranteed by the caller; block accesses are bounds-checked and every
+    // load reads inside one block's arrays.
+    unsafe {
+        let (m4, shr, picks) = q4_k_consts();
+        let mut accf = [[_mm512_setzero_ps(); RN]; RM];
+        for b in 0..nb {
+            let wb: [&BlockQ4_K; RM] = std::array::from_fn(|i| &w[(r0 + i) * nb + b]);
+            let ab: [&BlockQ8_K; RN] = std::array::from_fn(|c| &a[(c0 + c) * nb + b]);
+            let mut sc16 = [_mm512_setzero_si512(); RM];
+            let mut mn16 = [_mm_setzero_si128(); RM];
+            let mut dd = [_mm_setzero_ps(); RM];
+            for i in 0..RM {
+                let (sc, mn) = avx2::scales_mins_k4_words(&wb[i].scales);
+                sc16[i] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+                mn16[i] = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
+                // [d, dmin] (adjacent f16 fields).
+                dd[i] = _mm_cvtph_ps(_mm_cvtsi32_si128(
+                    (wb[i].d.to_bits() as u32 | (wb[i].dmin.to_bits() as u32) << 16) as i32,
+                ));
+            }
+            let mut acc = [[_mm512_setzero_si512(); RN]; RM];
+            for j in 0..4 {
+                let mut q = [_mm512_setzero_si512(); RM];
+                let mut s = [_mm512_setzero_si512(); RM];
+                for i in 0..RM {
+                    let v = _mm256_loadu_si256(wb[i].qs.as_ptr().add(32 * j).cast());
+                    let v = _mm512_broadcast_i64x4(v);
+                    q[i] = _mm512_and_si512(_mm512_srlv_epi16(v, shr), m4);
+                    s[i] = _mm512_permutexvar_epi16(picks[j], sc16[i]);
+                }
+                for c in 0..RN {
+                    let av = _mm512_loadu_si512(ab[c].qs.as_ptr().add(64 * j).cast());
+                    for i in 0..RM {
+                        // u4 x i8 pairs fit i16.
+                        let p = _mm512_maddubs_epi16(q[i], av);
+                        acc[i][c] = if VNNI {
+                            _mm512_dpwssd_epi32(acc[i][c], p, s[i])
+                        } else {
+                            _mm512_add_epi32(acc[i][c], _mm512_madd_epi16(p, s[i]))
+                        };
+                    }
+                }
+            }
+            for c in 0..RN {
+                let bs = _mm256_loadu_si256(ab[c].bsums.as_ptr().cast());
+                // bsums[2s] + bsums[2s + 1] (|.| <= 4096, fits i16).
+                let bp =
+                    _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                let yd = _mm_set1_ps(ab[c].d);
+                for i in 0..RM {
+                    let t = _mm_mul_ps(yd, dd[i]);
+                    let m = _mm_cvtepi32_ps(_mm_madd_epi16(bp, mn16[i]));
+                    let f = _mm512_fmadd_ps(
+                        _mm512_broadcastss_ps(t),
+                        _mm512_cvtepi32_ps(acc[i][c]),
+                        accf[i][c],
+                    );
+                    accf[i][c] = _mm512_fnmadd_ps(
+                        _mm512_broadcastss_ps(_mm_permute_ps(t, 0b01_01_01_01)),
+                        _mm512_zextps128_ps512(m),
+                        f,
+                    );
+                }
+            }
+        }
+        for i in 0..RM {
+            for c in 0..RN {
+                out[(c0 + c) * ldo + r0 + i] = hsum_ps512(accf[i][c]);
+            }
+        }
+    }
+}
+
+/// Q4_K x Q8_K gemm in [`q4_k_tile`]s of 2 rows x 4 columns (smaller at the edges).
+///
+/// # Safety
+/// AVX-512 F/BW/VL + F16C (+ VNNI when `VNNI`); `w` and `a` hold whole rows of `nb` blocks and
+/// `out` every `c * ldo + r`.
+#[inline(always)]
+unsafe fn gemm_q4_k_q8_k_body<const VNNI: bool>(
+    w: &[BlockQ4_K],
+    a: &[BlockQ8_K],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    const RM: usize = 2;
+    const RN: usize = 4;
+    let (rows, cols) = (w.len() / nb, a.len() / nb);
+    let (rf, cf) = (rows / RM * RM, cols / RN * RN);
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        for r0 in (0..rf).step_by(RM) {
+            for c0 in (0..cf).step_by(RN) {
+                q4_k_tile::<VNNI, RM, RN>(w, a, nb, (r0, c0), out, ldo);
+            }
+        }
+        for r0 in rf..rows {
+            for c0 in (0..cf).step_by(RN) {
+                q4_k_tile::<VNNI, 1, RN>(w, a, nb, (r0, c0), out, ldo);
+            }
+        }
+        // Fewer than RN columns left (one token: generation): a tile would unpack each weight
+        // block for one column only, and the row dot does that faster.
+        for c in cf..cols {
+            let ac = &a[c * nb..(c + 1) * nb];
+            for (r, wr) in w.chunks_exact(nb).enumerate() {
+                out[c * ldo + r] = vec_dot_q4_k_q8_k_body::<VNNI>(wr, ac);
+            }
+        }
     }
 }
 
