@@ -304,14 +304,14 @@ unsafe fn q4_k_tile<const VNNI: bool, const RM: usize, const RN: usize>(
                 ));
             }
             let mut acc = [[_mm512_setzero_si512(); RN]; RM];
-            for j in 0..4 {
+            for (j, &pick) in picks.iter().enumerate() {
                 let mut q = [_mm512_setzero_si512(); RM];
                 let mut s = [_mm512_setzero_si512(); RM];
                 for i in 0..RM {
                     let v = _mm256_loadu_si256(wb[i].qs.as_ptr().add(32 * j).cast());
                     let v = _mm512_broadcast_i64x4(v);
                     q[i] = _mm512_and_si512(_mm512_srlv_epi16(v, shr), m4);
-                    s[i] = _mm512_permutexvar_epi16(picks[j], sc16[i]);
+                    s[i] = _mm512_permutexvar_epi16(pick, sc16[i]);
                 }
                 for c in 0..RN {
                     let av = _mm512_loadu_si512(ab[c].qs.as_ptr().add(64 * j).cast());
