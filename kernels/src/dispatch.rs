@@ -10,7 +10,7 @@ use cinder_quant::block::*;
 use cinder_quant::dtype::QK_K;
 use half::f16;
 
-use crate::repack::{self, Lanes, STRIP_ROWS, Scales16};
+use crate::repack::{self, BlockQ4_Kx16, Lanes, STRIP_ROWS, Scales16};
 use crate::scalar;
 
 /// An instruction set a [`Kernels`] table can target.
@@ -211,6 +211,7 @@ kernel_table! {
     gemm_f32_f32: GemmNnFn<f32>,
     gemm_q4_0x16_q8_0: StripGemmFn,
     gemm_q8_0x16_q8_0: StripGemmFn,
+    gemm_q4_kx16_q8_k: GemmFn<BlockQ4_Kx16, BlockQ8_K>,
 }
 
 impl Kernels {
@@ -475,9 +476,10 @@ macro_rules! strip_gemm {
 }
 
 impl Kernels {
-    /// Whether this Isa's Q4_0/Q8_0 products are fastest on weights repacked in 16-row strips
-    /// ([`crate::repack`], [`Kernels::gemm_q4_0x16_q8_0`]); elsewhere the strip gemms are the
-    /// scalar twins and the plain-layout gemms should be used.
+    /// Whether this Isa's Q4_0/Q8_0/Q4_K products are fastest on weights repacked in 16-row
+    /// strips ([`crate::repack`], [`Kernels::gemm_q4_0x16_q8_0`],
+    /// [`Kernels::gemm_q4_kx16_q8_k`]); elsewhere the strip gemms are the scalar twins and the
+    /// plain-layout gemms should be used.
     pub fn prefers_strips(&self) -> bool {
         self.isa == Isa::Avx512Vnni
     }
@@ -486,6 +488,51 @@ impl Kernels {
         gemm_q4_0x16_q8_0, repack::Q4_0_GROUPS);
     strip_gemm!(/// Q8_0 strips x Q8_0 columns (weights repacked at load).
         gemm_q8_0x16_q8_0, repack::Q8_0_GROUPS);
+
+    /// Q4_K strips x Q8_K columns (weights repacked at load by [`repack::repack_q4_k`]).
+    ///
+    /// `w` holds `w.len() / (k / 256)` strips of 16 rows; for every row `r` of the strips in
+    /// `strips` and every activation column `c` of `a`:
+    /// `out[c * ldo + (r - 16 * strips.start)] = vec_dot_q4_k_q8_k(row r, column c)`.
+    ///
+    /// Panics unless `k` is a positive multiple of 256, `w` holds whole strips, `a` whole
+    /// columns, `strips` lies inside `w`, `ldo >= 16 * strips.len()` and `out` holds the last
+    /// element.
+    pub fn gemm_q4_kx16_q8_k(
+        &self,
+        w: &[BlockQ4_Kx16],
+        a: &[BlockQ8_K],
+        k: usize,
+        strips: Range<usize>,
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let name = "gemm_q4_kx16_q8_k";
+        assert!(
+            k > 0 && k.is_multiple_of(QK_K),
+            "{name}: k must be a positive multiple of 256"
+        );
+        let nb = k / QK_K;
+        assert!(
+            w.len().is_multiple_of(nb) && a.len().is_multiple_of(nb),
+            "{name}: partial strips or columns"
+        );
+        assert!(
+            strips.start <= strips.end && strips.end <= w.len() / nb,
+            "{name}: strips out of range"
+        );
+        let (cols, n) = (a.len() / nb, strips.len() * STRIP_ROWS);
+        assert!(ldo >= n, "{name}: ldo < rows");
+        if n == 0 || cols == 0 {
+            return;
+        }
+        assert!(out.len() >= (cols - 1) * ldo + n, "{name}: out too short");
+        let w = &w[strips.start * nb..strips.end * nb];
+        // SAFETY: owning `self` proves the CPU has `self.isa`'s features; `w` and `a` hold
+        // whole strips and columns of `nb` super-blocks and `out` covers every `c * ldo + r`
+        // (checked above).
+        unsafe { (self.gemm_q4_kx16_q8_k)(w, a, nb, out, ldo) }
+    }
     gemm_nn!(/// f32 x f16 matrix product (attention over an f16 KV cache).
         gemm_f32_f16, f16);
     gemm_nn!(/// f32 x f32 matrix product (attention over an f32 KV cache).

@@ -1,6 +1,7 @@
-//! Q4_0 and Q8_0 matrices repacked in strips of 16 rows, the layout of the AVX-512 VNNI strip
-//! kernels (`Kernels::prefers_strips`). A runtime repacks such weights once at load and then
-//! multiplies them with `Kernels::gemm_q4_0x16_q8_0` / `gemm_q8_0x16_q8_0`.
+//! Q4_0, Q8_0 and Q4_K matrices repacked in strips of 16 rows, the layout of the AVX-512 VNNI
+//! strip kernels (`Kernels::prefers_strips`). A runtime repacks such weights once at load and
+//! then multiplies them with `Kernels::gemm_q4_0x16_q8_0` / `gemm_q8_0x16_q8_0` /
+//! `gemm_q4_kx16_q8_k`.
 //!
 //! Strip `s` holds rows `16 s .. 16 s + 16`. For each of its blocks `k` (in order) it stores
 //! [`Q4_0_GROUPS`] (Q4_0) or [`Q8_0_GROUPS`] (Q8_0) [`Lanes`], where lane `r` of group `g`
@@ -8,9 +9,18 @@
 //! (Q4_0: the packed nibbles as stored; Q8_0: each byte XOR 0x80, i.e. biased to unsigned),
 //! and one [`Scales16`] with the 16 rows' f16 block scales. Every byte is kept: repacking is
 //! a permutation and [`unpack_q4_0`] / [`unpack_q8_0`] restore the blocks exactly.
+//!
+//! Q4_K strips are one [`BlockQ4_Kx16`] per super-block `k` of the 16 rows: word `t` (`< 8`)
+//! of sub-block pair `j` (`< 4`) is the [`Lanes`] `qs[8 j + t]` whose lane `r` is the
+//! little-endian word of row `r`'s quant bytes `32 j + 4 t .. 32 j + 4 t + 4`, so its low
+//! nibbles are values `64 j + 4 t ..` (sub-block `2 j`) and its high nibbles values
+//! `64 j + 32 + 4 t ..` (sub-block `2 j + 1`). The 12-byte scale field is decoded: the 8
+//! six-bit scales per row as bytes, the 8 six-bit mins as i16 pairs (the operands of
+//! `vpdpwssd`), and `d`, `dmin` as f16 bits. The 96 bits of the scale field are all kept, so
+//! this too is a permutation: [`unpack_q4_k`] re-encodes them exactly.
 
 use bytemuck::{Pod, Zeroable};
-use cinder_quant::block::{BlockQ4_0, BlockQ8_0};
+use cinder_quant::block::{BlockQ4_0, BlockQ4_K, BlockQ8_0};
 use half::f16;
 
 /// Rows per strip.
@@ -31,6 +41,28 @@ pub struct Lanes(pub [u32; STRIP_ROWS]);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C, align(32))]
 pub struct Scales16(pub [u16; STRIP_ROWS]);
+
+/// Sub-block pairs x words per pair of a Q4_K super-block (128 quant bytes).
+pub const Q4_K_GROUPS: usize = 32;
+
+/// One Q4_K super-block (256 values) of 16 rows, the unit of the Q4_K strips.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C, align(64))]
+pub struct BlockQ4_Kx16 {
+    /// `qs[8 j + t]`, lane `r`: row `r`'s quant bytes `32 j + 4 t .. 32 j + 4 t + 4` (LE).
+    pub qs: [Lanes; Q4_K_GROUPS],
+    /// `mins[i]`, lane `r`: row `r`'s mins of sub-blocks `2 i` (low 16 bits) and `2 i + 1`.
+    pub mins: [Lanes; 4],
+    /// `scales[s][r]`: row `r`'s scale of sub-block `s`.
+    pub scales: [[u8; STRIP_ROWS]; 8],
+    /// The 16 rows' super-block scales (f16 bits).
+    pub d: Scales16,
+    /// The 16 rows' super-block min scales (f16 bits).
+    pub dmin: Scales16,
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ4_Kx16>() == 2496);
 
 /// Bytes `4 g .. 4 g + 4` of `qs` as one little-endian word.
 fn word(qs: &[u8], g: usize) -> u32 {
@@ -129,6 +161,68 @@ pub fn unpack_q8_0(
     b
 }
 
+/// Repack a Q4_K matrix of `w.len() / nb` rows (a multiple of 16) and `nb` super-blocks per
+/// row into `out` (`rows * nb / 16` strip blocks: strip by strip, super-block by super-block).
+///
+/// Panics if the lengths do not say so.
+pub fn repack_q4_k(w: &[BlockQ4_K], nb: usize, out: &mut [BlockQ4_Kx16]) {
+    assert!(
+        nb > 0 && w.len().is_multiple_of(nb * STRIP_ROWS),
+        "repack_q4_k: rows must be a multiple of 16"
+    );
+    let strips = w.len() / (nb * STRIP_ROWS);
+    assert!(out.len() == strips * nb, "repack_q4_k: output length");
+    for s in 0..strips {
+        for k in 0..nb {
+            let o = &mut out[s * nb + k];
+            for r in 0..STRIP_ROWS {
+                let b = &w[(s * STRIP_ROWS + r) * nb + k];
+                o.d.0[r] = b.d.to_bits();
+                o.dmin.0[r] = b.dmin.to_bits();
+                let (sc, mn) = crate::scalar::scales_mins_k4(&b.scales);
+                for (i, m) in o.mins.iter_mut().enumerate() {
+                    m.0[r] = u32::from(mn[2 * i]) | u32::from(mn[2 * i + 1]) << 16;
+                }
+                for (sub, &v) in sc.iter().enumerate() {
+                    o.scales[sub][r] = v;
+                }
+                for (g, q) in o.qs.iter_mut().enumerate() {
+                    q.0[r] = word(&b.qs, g);
+                }
+            }
+        }
+    }
+}
+
+/// The inverse of `scalar::scales_mins_k4`: the 12-byte field of 8 six-bit scales and mins.
+fn encode_scales_mins_k4(sc: &[u8; 8], mn: &[u8; 8]) -> [u8; 12] {
+    let mut s = [0u8; 12];
+    for j in 0..4 {
+        s[j] = sc[j] | (sc[j + 4] >> 4) << 6;
+        s[j + 4] = mn[j] | (mn[j + 4] >> 4) << 6;
+        s[j + 8] = (sc[j + 4] & 0xF) | (mn[j + 4] & 0xF) << 4;
+    }
+    s
+}
+
+/// Super-block `k` of row `r` (`< 16`) of strip `s` of a repacked Q4_K matrix of `nb`
+/// super-blocks per row.
+pub fn unpack_q4_k(w: &[BlockQ4_Kx16], nb: usize, (s, r, k): (usize, usize, usize)) -> BlockQ4_K {
+    let p = &w[s * nb + k];
+    let sc = std::array::from_fn(|sub| p.scales[sub][r]);
+    let mn = std::array::from_fn(|sub| (p.mins[sub / 2].0[r] >> (16 * (sub % 2))) as u8);
+    let mut b = BlockQ4_K {
+        d: f16::from_bits(p.d.0[r]),
+        dmin: f16::from_bits(p.dmin.0[r]),
+        scales: encode_scales_mins_k4(&sc, &mn),
+        qs: [0; 128],
+    };
+    for (g, q) in p.qs.iter().enumerate() {
+        b.qs[4 * g..4 * g + 4].copy_from_slice(&q.0[r].to_le_bytes());
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +260,47 @@ mod tests {
         }
         // Q8_0 bytes are biased: 0x80 (-128) becomes 0.
         assert_eq!(q8[0].0[0] & 0xFF, (w8[0].qs[0] as u8 ^ 0x80) as u32);
+    }
+
+    #[test]
+    fn q4_k_repack_then_unpack_restores_every_block() {
+        let (rows, nb) = (32, 3);
+        // Every byte of the scale field varies (all 96 bits are used), as do the quants.
+        let w: Vec<BlockQ4_K> = (0..rows * nb)
+            .map(|i| BlockQ4_K {
+                d: f16::from_f32(i as f32 * 0.125 - 2.0),
+                dmin: f16::from_bits((i * 977) as u16),
+                scales: std::array::from_fn(|j| (i * 37 + j * 101 + 3) as u8),
+                qs: std::array::from_fn(|j| (i * 7 + j * 13) as u8),
+            })
+            .collect();
+        let mut p = vec![BlockQ4_Kx16::zeroed(); rows / STRIP_ROWS * nb];
+        repack_q4_k(&w, nb, &mut p);
+        for row in 0..rows {
+            for k in 0..nb {
+                let at = (row / STRIP_ROWS, row % STRIP_ROWS, k);
+                // Bytes, not `==`: some `dmin` bits are NaNs.
+                let b = unpack_q4_k(&p, nb, at);
+                assert_eq!(bytemuck::bytes_of(&b), bytemuck::bytes_of(&w[row * nb + k]));
+            }
+        }
+        // The decoded fields are what the scalar decoder gives.
+        let (sc, mn) = crate::scalar::scales_mins_k4(&w[nb].scales);
+        assert_eq!(p[0].scales[7][1], sc[7]);
+        assert_eq!(p[0].mins[3].0[1], u32::from(mn[6]) | u32::from(mn[7]) << 16);
+        // Sub-block 1's first values are the high nibbles of word 0.
+        assert_eq!(p[0].qs[0].0[0] >> 4 & 0xF, u32::from(w[0].qs[0] >> 4));
+    }
+
+    #[test]
+    fn q4_k_scale_field_encoding_inverts_the_decoder_for_every_byte_value() {
+        for v in 0..=255u8 {
+            for pos in 0..12 {
+                let mut s = [0x5Au8; 12];
+                s[pos] = v;
+                let (sc, mn) = crate::scalar::scales_mins_k4(&s);
+                assert_eq!(encode_scales_mins_k4(&sc, &mn), s);
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use cinder_quant::dtype::QK_K;
 use half::f16;
 
 use crate::dispatch::MatShape;
-use crate::repack::{self, Lanes, Scales16};
+use crate::repack::{self, BlockQ4_Kx16, Lanes, Scales16};
 
 // ---------------------------------------------------------------------------------------------
 // Activation quantizers: the scalar twins are quant's reference quantizers themselves (the
@@ -413,16 +413,37 @@ pub fn gemm_q8_0x16_q8_0(
     )
 }
 
+/// Strips of a repacked Q4_K matrix (`crate::repack`, `nb` super-blocks per row) x Q8_K
+/// columns: `out[c * ldo + r] = vec_dot_q4_k_q8_k(row r, column c)` for every row `r` of the
+/// strips, bit-equal to [`gemm_q4_k_q8_k`] on the plain rows.
+pub fn gemm_q4_kx16_q8_k(
+    w: &[BlockQ4_Kx16],
+    a: &[BlockQ8_K],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    gemm_x16(
+        w.len() / nb,
+        a,
+        nb,
+        out,
+        ldo,
+        |at| repack::unpack_q4_k(w, nb, at),
+        vec_dot_q4_k_q8_k,
+    )
+}
+
 /// One block at a time: `vec_dot` of a single block returns exactly the term the row-long
 /// `vec_dot` adds, so summing them in order reproduces it bit for bit.
-fn gemm_x16<B>(
+fn gemm_x16<B, A>(
     strips: usize,
-    a: &[BlockQ8_0],
+    a: &[A],
     nb: usize,
     out: &mut [f32],
     ldo: usize,
     block: impl Fn((usize, usize, usize)) -> B,
-    dot: fn(&[B], &[BlockQ8_0]) -> f32,
+    dot: fn(&[B], &[A]) -> f32,
 ) {
     for s in 0..strips {
         for r in 0..repack::STRIP_ROWS {

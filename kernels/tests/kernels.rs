@@ -758,3 +758,52 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Q4_K strips: every Isa against the scalar dot of the plain rows (the scalar twin and
+    /// the AVX-512 VNNI kernel, whose float step is the scalar's, bit-equal; every Isa within
+    /// the reorder bound), only the strips' tile written, and repack -> unpack the identity.
+    #[test]
+    fn q4_k_strip_gemm_every_isa_matches_scalar_on_plain_rows(
+        (nb, strips, cols, w, a, s0, s1, pad) in (1usize..=3, 1usize..=3, 1usize..=19)
+            .prop_flat_map(|(nb, strips, cols)| (
+                Just(nb), Just(strips), Just(cols),
+                blocks::<BlockQ4_K, _>(nb * strips * 16, s2(), |b, (d, m)| { b.d = d; b.dmin = m; }),
+                blocks::<BlockQ8_K, _>(nb * cols, scale32(), fix_q8k),
+                0..=strips, 0..=strips, 0usize..3)),
+    ) {
+        use cinder_kernels::repack::{self, BlockQ4_Kx16};
+        let (lo, hi) = (s0.min(s1), s0.max(s1));
+        let n = (hi - lo) * 16;
+        let ldo = n + pad;
+        let len = if n == 0 { 3 } else { (cols - 1) * ldo + n + pad };
+        const SENTINEL: f32 = -12345.5;
+        let mut p = vec![BlockQ4_Kx16::zeroed(); strips * nb];
+        repack::repack_q4_k(&w, nb, &mut p);
+        for row in 0..strips * 16 {
+            for k in 0..nb {
+                let b = repack::unpack_q4_k(&p, nb, (row / 16, row % 16, k));
+                prop_assert_eq!(bytemuck::bytes_of(&b), bytemuck::bytes_of(&w[row * nb + k]));
+            }
+        }
+        let s = Kernels::scalar();
+        for k in all_kernels() {
+            let mut out = vec![SENTINEL; len];
+            k.gemm_q4_kx16_q8_k(&p, &a, nb * QK_K, lo..hi, &mut out, ldo);
+            for (i, &v) in out.iter().enumerate() {
+                let (c, rr) = (i / ldo.max(1), i % ldo.max(1));
+                if n == 0 || rr >= n || c >= cols {
+                    prop_assert!(v == SENTINEL, "gemm_q4_kx16_q8_k on {}: wrote outside its tile at {i}", k.isa());
+                    continue;
+                }
+                let row = lo * 16 + rr;
+                let (wr, ac) = (&w[row * nb..][..nb], &a[c * nb..][..nb]);
+                let want = s.vec_dot_q4_k_q8_k(wr, ac);
+                bit_equal("gemm_q4_kx16_q8_k", k.isa(), v, want)?;
+                close("gemm_q4_kx16_q8_k", k.isa(), v, want, nb, q4_k_magnitude(wr, ac))?;
+            }
+        }
+    }
+}

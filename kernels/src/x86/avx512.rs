@@ -40,6 +40,7 @@ macro_rules! avx512_flavour {
                 unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f16>;
                 unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q4_0Strip, $vnni>;
                 unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q8_0Strip, $vnni>;
+                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_q4_k::<$vnni>;
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<$vnni>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<$vnni>;
@@ -1326,4 +1327,186 @@ unsafe fn strips<S: Strip, const VNNI: bool>(
     } else {
         (S::SCALAR)(q, d, a, nb, out, ldo)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// VNNI Q4_K strip kernel. A strip's super-block ([`repack::BlockQ4_Kx16`]) holds 32 registers
+// of packed nibbles; sub-block `s` is the low (`s` even) or high nibbles of registers
+// `8 (s / 2) .. 8 (s / 2) + 8`, each against a broadcast activation word at value `32 s + 4 t`.
+// Per (super-block, column), every row's integer sums are exact in its i32 lane, as in the
+// scalar dot: `isum = sum_s scale_s * p_s` (8 `vpdpbusd` and one `vpmulld` per sub-block) and
+// `msum = sum_s min_s * (bsums[2 s] + bsums[2 s + 1])` (4 `vpdpwssd` on i16 pairs); the float
+// step is the scalar's expression (`(d_y * d) * isum - (d_y * dmin) * msum`, then added), so
+// the result is bit-equal to the scalar twin.
+
+use repack::BlockQ4_Kx16;
+
+/// Per Q8_K activation block: its scale and its pair-summed `bsums` as the i16 pairs of
+/// [`BlockQ4_Kx16::mins`] (`bs[i]`: sub-blocks `2 i` (low half) and `2 i + 1`). A pair sum is
+/// at most `32 * 128` in magnitude for blocks made by the quantizer (consistent `bsums`), so
+/// it fits i16.
+#[derive(Clone, Copy, Default)]
+struct ActK {
+    d: f32,
+    bs: [i32; 4],
+}
+
+thread_local! {
+    static ACT_K: std::cell::Cell<Vec<ActK>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The [`ActK`] summaries of `a`, into this thread's buffer (give it back with `ACT_K.set`).
+fn act_k(a: &[BlockQ8_K]) -> Vec<ActK> {
+    let mut m = ACT_K.take();
+    m.clear();
+    for b in a {
+        let pair = |s: usize| i32::from(b.bsums[2 * s]) + i32::from(b.bsums[2 * s + 1]);
+        m.push(ActK {
+            d: b.d,
+            bs: std::array::from_fn(|i| {
+                (pair(2 * i) as u16 as u32 | (pair(2 * i + 1) as u16 as u32) << 16) as i32
+            }),
+        });
+    }
+    m
+}
+
+/// Activation word `t` from `qs` (bytes `4 t .. 4 t + 4`) in every i32 lane.
+///
+/// # Safety
+/// AVX-512F; those bytes are readable.
+#[inline(always)]
+unsafe fn bcast_word(qs: *const i8, t: usize) -> __m512i {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { _mm512_set1_epi32(qs.add(4 * t).cast::<i32>().read_unaligned()) }
+}
+
+/// `RN` activation columns from `c0` against one strip (`w`: its `nb` super-blocks), written
+/// to rows `r0..r0 + 16` of `out`. With `SPLIT`, each sub-block's 8 `vpdpbusd` go into two
+/// chains (for few columns, where one chain per column would wait on its latency).
+///
+/// # Safety
+/// AVX-512 F/BW + VNNI + F16C; `w.len() == nb`; indexing is checked.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn q4_k_strip_cols<const RN: usize, const SPLIT: bool>(
+    w: &[BlockQ4_Kx16],
+    a: &[BlockQ8_K],
+    m: &[ActK],
+    nb: usize,
+    (r0, c0): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let a = &a[c0 * nb..(c0 + RN) * nb];
+    let m = &m[c0 * nb..(c0 + RN) * nb];
+    // SAFETY: features guaranteed by the caller; the aligned loads read whole fields of a
+    // 64-byte aligned `BlockQ4_Kx16` (`qs`/`mins` 64-byte, `scales[s]` at a 16-byte offset,
+    // `d`/`dmin` at 32-byte offsets); each activation word read is inside its block's `qs`
+    // (`32 s + 4 t + 4 <= 256`); the stores are inside the bounds-checked 16-float slices.
+    unsafe {
+        let nib = _mm512_set1_epi8(0x0F);
+        let mut accf = [_mm512_setzero_ps(); RN];
+        for (k, b) in w.iter().enumerate().take(nb) {
+            let mut isum = [_mm512_setzero_si512(); RN];
+            for s in 0..8 {
+                let mut wv = [_mm512_setzero_si512(); 8];
+                for (t, wv) in wv.iter_mut().enumerate() {
+                    let raw = _mm512_load_si512(b.qs[8 * (s / 2) + t].0.as_ptr().cast());
+                    let raw = if s % 2 == 0 {
+                        raw
+                    } else {
+                        _mm512_srli_epi16(raw, 4)
+                    };
+                    *wv = _mm512_and_si512(raw, nib);
+                }
+                let sc = _mm512_cvtepu8_epi32(_mm_load_si128(b.scales[s].as_ptr().cast()));
+                for (c, isum) in isum.iter_mut().enumerate() {
+                    let qs = a[c * nb + k].qs.as_ptr().add(32 * s);
+                    let p = if SPLIT {
+                        let (mut p0, mut p1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                        for t in (0..8).step_by(2) {
+                            p0 = _mm512_dpbusd_epi32(p0, wv[t], bcast_word(qs, t));
+                            p1 = _mm512_dpbusd_epi32(p1, wv[t + 1], bcast_word(qs, t + 1));
+                        }
+                        _mm512_add_epi32(p0, p1)
+                    } else {
+                        let mut p = _mm512_setzero_si512();
+                        for (t, &wv) in wv.iter().enumerate() {
+                            p = _mm512_dpbusd_epi32(p, wv, bcast_word(qs, t));
+                        }
+                        p
+                    };
+                    *isum = _mm512_add_epi32(*isum, _mm512_mullo_epi32(p, sc));
+                }
+            }
+            let d = _mm512_cvtph_ps(_mm256_load_si256(b.d.0.as_ptr().cast()));
+            let dmin = _mm512_cvtph_ps(_mm256_load_si256(b.dmin.0.as_ptr().cast()));
+            let mut mins = [_mm512_setzero_si512(); 4];
+            for (mins, l) in mins.iter_mut().zip(&b.mins) {
+                *mins = _mm512_load_si512(l.0.as_ptr().cast());
+            }
+            for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
+                let mk = &m[c * nb + k];
+                let mut msum = _mm512_setzero_si512();
+                for (&mins, &bs) in mins.iter().zip(&mk.bs) {
+                    msum = _mm512_dpwssd_epi32(msum, mins, _mm512_set1_epi32(bs));
+                }
+                let yd = _mm512_set1_ps(mk.d);
+                let t = _mm512_sub_ps(
+                    _mm512_mul_ps(_mm512_mul_ps(yd, d), _mm512_cvtepi32_ps(isum)),
+                    _mm512_mul_ps(_mm512_mul_ps(yd, dmin), _mm512_cvtepi32_ps(msum)),
+                );
+                *accf = _mm512_add_ps(*accf, t);
+            }
+        }
+        for (c, &v) in accf.iter().enumerate() {
+            let o = &mut out[(c0 + c) * ldo + r0..][..STRIP_ROWS];
+            _mm512_storeu_ps(o.as_mut_ptr(), v);
+        }
+    }
+}
+
+/// The Q4_K strip gemm of both flavours: VNNI runs [`q4_k_strip_cols`] over every strip,
+/// [`STRIP_COLS`] columns at a time; the plain flavour (never given repacked weights by a
+/// runtime that asks `Kernels::prefers_strips`) runs the scalar twin.
+///
+/// # Safety
+/// AVX-512 F/BW/VL + F16C (+ VNNI when `VNNI`); `w.len()` and `a.len()` multiples of `nb`,
+/// `out` covers every `c * ldo + r` (indexing is checked anyway).
+#[inline(always)]
+unsafe fn strips_q4_k<const VNNI: bool>(
+    w: &[BlockQ4_Kx16],
+    a: &[BlockQ8_K],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if !VNNI {
+        return crate::scalar::gemm_q4_kx16_q8_k(w, a, nb, out, ldo);
+    }
+    let (strips, cols) = (w.len() / nb, a.len() / nb);
+    let cf = cols / STRIP_COLS * STRIP_COLS;
+    let m = act_k(a);
+    // SAFETY: forwarded caller guarantees, VNNI present.
+    unsafe {
+        for (s, w) in w.chunks_exact(nb).enumerate().take(strips) {
+            let r0 = s * STRIP_ROWS;
+            for c0 in (0..cf).step_by(STRIP_COLS) {
+                q4_k_strip_cols::<STRIP_COLS, false>(w, a, &m, nb, (r0, c0), out, ldo);
+            }
+            let rc = (r0, cf);
+            match cols - cf {
+                0 => {}
+                1 => q4_k_strip_cols::<1, true>(w, a, &m, nb, rc, out, ldo),
+                2 => q4_k_strip_cols::<2, true>(w, a, &m, nb, rc, out, ldo),
+                3 => q4_k_strip_cols::<3, true>(w, a, &m, nb, rc, out, ldo),
+                4 => q4_k_strip_cols::<4, false>(w, a, &m, nb, rc, out, ldo),
+                5 => q4_k_strip_cols::<5, false>(w, a, &m, nb, rc, out, ldo),
+                6 => q4_k_strip_cols::<6, false>(w, a, &m, nb, rc, out, ldo),
+                _ => q4_k_strip_cols::<7, false>(w, a, &m, nb, rc, out, ldo),
+            }
+        }
+    }
+    ACT_K.set(m);
 }
