@@ -29,7 +29,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::weights::{Tensor, View};
+use crate::weights::{Repacked, Tensor, View};
 
 static LLAMACPP_ROUNDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -143,21 +143,38 @@ pub fn matmul(
     }
     let k = kernels;
     let tiles = &mut s.tiles;
-    // Q4_0/Q8_0 weights repacked at load: the strip gemms, 16 rows per strip.
-    if let Some(p) = w.strips() {
-        let gemm = match w.ty() {
-            GgmlType::Q4_0 => Kernels::gemm_q4_0x16_q8_0,
-            _ => Kernels::gemm_q8_0x16_q8_0,
-        };
-        let strips = Strips { q: &p.q, d: &p.d };
-        let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| q8_0(k, x, q));
-        run(rows, cols, n, out, tiles, |r, t, o| {
-            gemm_tokens(a, r, t, o, |a, r, o, ldo| {
-                let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
-                gemm(k, strips, a, cols, st, o, ldo)
-            })
-        });
-        return Ok(());
+    // Q4_0/Q8_0/Q4_K weights repacked at load: the strip gemms, 16 rows per strip (for one
+    // token too: the strips stream the matrix as fast as the row dots, and the loader has
+    // released the plain copy's pages).
+    match w.strips() {
+        Some(Repacked::Blocks { q, d }) => {
+            let gemm = match w.ty() {
+                GgmlType::Q4_0 => Kernels::gemm_q4_0x16_q8_0,
+                _ => Kernels::gemm_q8_0x16_q8_0,
+            };
+            let strips = Strips { q, d };
+            let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| q8_0(k, x, q));
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                gemm_tokens(a, r, t, o, |a, r, o, ldo| {
+                    let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
+                    gemm(k, strips, a, cols, st, o, ldo)
+                })
+            });
+            return Ok(());
+        }
+        Some(Repacked::Q4K(p)) => {
+            let a = quantize(x, n, cols / QK_K, &mut s.q8_k, |x, q| {
+                k.quantize_row_q8_k(x, q)
+            });
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                gemm_tokens(a, r, t, o, |a, r, o, ldo| {
+                    let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
+                    k.gemm_q4_kx16_q8_k(p, a, cols, st, o, ldo)
+                })
+            });
+            return Ok(());
+        }
+        None => {}
     }
     // Weight types without a tiled kernel: activations quantized once to the dot format,
     // then one vec_dot per (weight row, token).

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use cinder_kernels::repack::{self, Lanes, STRIP_ROWS, Scales16};
+use cinder_kernels::repack::{self, BlockQ4_Kx16, Lanes, STRIP_ROWS, Scales16};
 
 use cinder_quant::GgmlType;
 use cinder_quant::block::*;
@@ -65,7 +65,8 @@ pub const MATRIX_TYPES: &[GgmlType] = &[
 ];
 
 /// One weight tensor of `rows` x `cols` values (`cols` contiguous), located in the file, and
-/// for Q4_0/Q8_0 matrices on kernels that prefer them, its copy repacked in 16-row strips.
+/// for Q4_0/Q8_0/Q4_K matrices on kernels that prefer them, its copy repacked in 16-row
+/// strips.
 #[derive(Debug, Clone)]
 pub struct Tensor {
     name: String,
@@ -76,22 +77,27 @@ pub struct Tensor {
     strips: Option<Arc<Repacked>>,
 }
 
-/// A Q4_0 or Q8_0 matrix repacked in 16-row strips (`cinder_kernels::repack`).
-pub struct Repacked {
-    /// The 4-byte groups.
-    pub q: Vec<Lanes>,
-    /// The block scales.
-    pub d: Vec<Scales16>,
+/// A matrix repacked in 16-row strips (`cinder_kernels::repack`).
+pub enum Repacked {
+    /// Q4_0 or Q8_0: the 4-byte groups and the block scales.
+    Blocks {
+        /// The 4-byte groups.
+        q: Vec<Lanes>,
+        /// The block scales.
+        d: Vec<Scales16>,
+    },
+    /// Q4_K: one strip block per 16 rows and super-block.
+    Q4K(Vec<BlockQ4_Kx16>),
 }
 
 impl std::fmt::Debug for Repacked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Repacked({} groups, {} scales)",
-            self.q.len(),
-            self.d.len()
-        )
+        match self {
+            Repacked::Blocks { q, d } => {
+                write!(f, "Repacked({} groups, {} scales)", q.len(), d.len())
+            }
+            Repacked::Q4K(w) => write!(f, "Repacked({} Q4_K strip blocks)", w.len()),
+        }
     }
 }
 
@@ -131,9 +137,11 @@ impl Tensor {
         self.strips.as_deref()
     }
 
-    /// Whether [`Tensor::repack`] applies: a Q4_0 or Q8_0 matrix of whole 16-row strips.
+    /// Whether [`Tensor::repack`] applies: a Q4_0, Q8_0 or Q4_K matrix of whole 16-row
+    /// strips.
     pub fn repackable(&self) -> bool {
-        matches!(self.ty, GgmlType::Q4_0 | GgmlType::Q8_0) && self.rows.is_multiple_of(STRIP_ROWS)
+        matches!(self.ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K)
+            && self.rows.is_multiple_of(STRIP_ROWS)
     }
 
     /// Copy a [`Tensor::repackable`] tensor of `file` into 16-row strips (once, at load);
@@ -142,22 +150,29 @@ impl Tensor {
         if !self.repackable() || self.strips.is_some() {
             return Ok(false);
         }
-        let nb = self.cols / cinder_quant::block::QK;
+        let nb = self.cols / self.ty.block_size();
         let blocks = self.rows * nb;
-        let empty = |groups: usize| Repacked {
-            q: vec![Lanes([0; STRIP_ROWS]); blocks / STRIP_ROWS * groups],
-            d: vec![Scales16([0; STRIP_ROWS]); blocks / STRIP_ROWS],
+        let empty = |groups: usize| {
+            (
+                vec![Lanes([0; STRIP_ROWS]); blocks / STRIP_ROWS * groups],
+                vec![Scales16([0; STRIP_ROWS]); blocks / STRIP_ROWS],
+            )
         };
         let r = match self.view(file)? {
             View::Q4_0(w) => {
-                let mut r = empty(repack::Q4_0_GROUPS);
-                repack::repack_q4_0(w, nb, &mut r.q, &mut r.d);
-                r
+                let (mut q, mut d) = empty(repack::Q4_0_GROUPS);
+                repack::repack_q4_0(w, nb, &mut q, &mut d);
+                Repacked::Blocks { q, d }
             }
             View::Q8_0(w) => {
-                let mut r = empty(repack::Q8_0_GROUPS);
-                repack::repack_q8_0(w, nb, &mut r.q, &mut r.d);
-                r
+                let (mut q, mut d) = empty(repack::Q8_0_GROUPS);
+                repack::repack_q8_0(w, nb, &mut q, &mut d);
+                Repacked::Blocks { q, d }
+            }
+            View::Q4K(w) => {
+                let mut p = vec![bytemuck::Zeroable::zeroed(); blocks / STRIP_ROWS];
+                repack::repack_q4_k(w, nb, &mut p);
+                Repacked::Q4K(p)
             }
             _ => return Ok(false),
         };
