@@ -428,6 +428,42 @@ pub struct Strips<'a> {
     pub d: &'a [Scales16],
 }
 
+/// The length contract of the strip gemms: `k` a positive multiple of the block size `qk`,
+/// `units` (one per strip and block) whole strips of `nb = k / qk` blocks, `a_len` whole
+/// columns, `strips` inside the matrix, `ldo >= 16 * strips.len()` and `out_len` reaching the
+/// last element. Returns `nb`, or `None` when there is nothing to compute. Panics naming
+/// `name` otherwise.
+fn check_strips(
+    name: &str,
+    (k, qk): (usize, usize),
+    units: usize,
+    a_len: usize,
+    strips: &Range<usize>,
+    out_len: usize,
+    ldo: usize,
+) -> Option<usize> {
+    assert!(
+        k > 0 && k.is_multiple_of(qk),
+        "{name}: k must be a positive multiple of {qk}"
+    );
+    let nb = k / qk;
+    assert!(
+        units.is_multiple_of(nb) && a_len.is_multiple_of(nb),
+        "{name}: partial strips or columns"
+    );
+    assert!(
+        strips.start <= strips.end && strips.end <= units / nb,
+        "{name}: strips out of range"
+    );
+    let (cols, n) = (a_len / nb, strips.len() * STRIP_ROWS);
+    assert!(ldo >= n, "{name}: ldo < rows");
+    if n == 0 || cols == 0 {
+        return None;
+    }
+    assert!(out_len >= (cols - 1) * ldo + n, "{name}: out too short");
+    Some(nb)
+}
+
 macro_rules! strip_gemm {
     ($(#[$doc:meta])* $name:ident, $groups:expr) => {
         $(#[$doc])*
@@ -449,22 +485,14 @@ macro_rules! strip_gemm {
             ldo: usize,
         ) {
             let name = stringify!($name);
-            assert!(k > 0 && k % QK == 0, "{name}: k must be a positive multiple of 32");
-            let nb = k / QK;
             assert!(
-                w.d.len() % nb == 0 && w.q.len() == w.d.len() * $groups && a.len() % nb == 0,
-                "{name}: partial strips or columns"
+                w.q.len() == w.d.len() * $groups,
+                "{name}: groups and scales disagree"
             );
-            assert!(
-                strips.start <= strips.end && strips.end <= w.d.len() / nb,
-                "{name}: strips out of range"
-            );
-            let (cols, n) = (a.len() / nb, strips.len() * STRIP_ROWS);
-            assert!(ldo >= n, "{name}: ldo < rows");
-            if n == 0 || cols == 0 {
+            let Some(nb) = check_strips(name, (k, QK), w.d.len(), a.len(), &strips, out.len(), ldo)
+            else {
                 return;
-            }
-            assert!(out.len() >= (cols - 1) * ldo + n, "{name}: out too short");
+            };
             let q = &w.q[strips.start * nb * $groups..strips.end * nb * $groups];
             let d = &w.d[strips.start * nb..strips.end * nb];
             // SAFETY: owning `self` proves the CPU has `self.isa`'s features; `q`, `d` and `a`
@@ -508,25 +536,10 @@ impl Kernels {
         ldo: usize,
     ) {
         let name = "gemm_q4_kx16_q8_k";
-        assert!(
-            k > 0 && k.is_multiple_of(QK_K),
-            "{name}: k must be a positive multiple of 256"
-        );
-        let nb = k / QK_K;
-        assert!(
-            w.len().is_multiple_of(nb) && a.len().is_multiple_of(nb),
-            "{name}: partial strips or columns"
-        );
-        assert!(
-            strips.start <= strips.end && strips.end <= w.len() / nb,
-            "{name}: strips out of range"
-        );
-        let (cols, n) = (a.len() / nb, strips.len() * STRIP_ROWS);
-        assert!(ldo >= n, "{name}: ldo < rows");
-        if n == 0 || cols == 0 {
+        let Some(nb) = check_strips(name, (k, QK_K), w.len(), a.len(), &strips, out.len(), ldo)
+        else {
             return;
-        }
-        assert!(out.len() >= (cols - 1) * ldo + n, "{name}: out too short");
+        };
         let w = &w[strips.start * nb..strips.end * nb];
         // SAFETY: owning `self` proves the CPU has `self.isa`'s features; `w` and `a` hold
         // whole strips and columns of `nb` super-blocks and `out` covers every `c * ldo + r`

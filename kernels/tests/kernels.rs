@@ -184,6 +184,48 @@ fn bit_equal(what: &str, isa: Isa, got: f32, want: f32) -> Result<(), TestCaseEr
     Ok(())
 }
 
+/// What a gemm call may not write: every float of its output buffer outside its window.
+const SENTINEL: f32 = -12345.5;
+
+/// The output window of a gemm call over rows (`unit` 1) or 16-row strips (`unit` 16)
+/// `min(a, b)..max(a, b)` of `cols` columns with `pad` extra floats per column, and the length
+/// of a buffer that holds it and a margin (3 floats when the window is empty).
+struct Window {
+    lo: usize,
+    hi: usize,
+    n: usize,
+    ldo: usize,
+    len: usize,
+    cols: usize,
+}
+
+impl Window {
+    fn new((a, b): (usize, usize), unit: usize, pad: usize, cols: usize) -> Self {
+        let (lo, hi) = (a.min(b), a.max(b));
+        let n = (hi - lo) * unit;
+        let ldo = n + pad;
+        let len = if n == 0 {
+            3
+        } else {
+            (cols - 1) * ldo + n + pad
+        };
+        Window {
+            lo,
+            hi,
+            n,
+            ldo,
+            len,
+            cols,
+        }
+    }
+
+    /// `(column, row in the window)` of output float `i` when the call must write it.
+    fn at(&self, i: usize) -> Option<(usize, usize)> {
+        let (c, rr) = (i / self.ldo.max(1), i % self.ldo.max(1));
+        (self.n > 0 && rr < self.n && c < self.cols).then_some((c, rr))
+    }
+}
+
 const CASES: u32 = 256;
 
 // ---------------------------------------------------------------------------------------------
@@ -342,21 +384,17 @@ proptest! {
                 blocks::<BlockQ8_K, _>(nb * cols, scale32(), fix_q8k),
                 0..=rows, 0..=rows, 0usize..3)),
     ) {
-        let (lo, hi) = (r0.min(r1), r0.max(r1));
-        let n = hi - lo;
-        let ldo = n + pad;
-        let len = if n == 0 { 3 } else { (cols - 1) * ldo + n + pad };
-        const SENTINEL: f32 = -12345.5;
+        let win = Window::new((r0, r1), 1, pad, cols);
+        let (lo, hi, ldo, len) = (win.lo, win.hi, win.ldo, win.len);
         let s = Kernels::scalar();
         for k in all_kernels() {
             let mut out = vec![SENTINEL; len];
             k.gemm_q4_k_q8_k(&w, &a, nb * QK_K, lo..hi, &mut out, ldo);
             for (i, &v) in out.iter().enumerate() {
-                let (c, rr) = (i / ldo.max(1), i % ldo.max(1));
-                if n == 0 || rr >= n || c >= cols {
+                let Some((c, rr)) = win.at(i) else {
                     prop_assert!(v == SENTINEL, "gemm_q4_k_q8_k on {}: wrote outside its tile at {i}", k.isa());
                     continue;
-                }
+                };
                 let (wr, ac) = (&w[(lo + rr) * nb..][..nb], &a[c * nb..][..nb]);
                 let want = s.vec_dot_q4_k_q8_k(wr, ac);
                 if matches!(k.isa(), Isa::Avx512 | Isa::Avx512Vnni) {
@@ -379,11 +417,8 @@ proptest! {
                 blocks::<BlockQ8_0, _>(nb * cols, scale16(), |b, d| b.d = d),
                 0..=rows, 0..=rows, 0usize..3)),
     ) {
-        let (lo, hi) = (r0.min(r1), r0.max(r1));
-        let n = hi - lo;
-        let ldo = n + pad;
-        let len = if n == 0 { 3 } else { (cols - 1) * ldo + n + pad };
-        const SENTINEL: f32 = -12345.5;
+        let win = Window::new((r0, r1), 1, pad, cols);
+        let (lo, hi, ldo, len) = (win.lo, win.hi, win.ldo, win.len);
         let s = Kernels::scalar();
         let ad = deq(r::dequantize_row_q8_0, &a, 32);
         let w4d = deq(r::dequantize_row_q4_0, &w4, 32);
@@ -398,11 +433,10 @@ proptest! {
                     k.gemm_q8_0_q8_0(&w8, &a, k32, lo..hi, &mut out, ldo);
                 }
                 for (i, &v) in out.iter().enumerate() {
-                    let (c, rr) = (i / ldo.max(1), i % ldo.max(1));
-                    if n == 0 || rr >= n || c >= cols {
+                    let Some((c, rr)) = win.at(i) else {
                         prop_assert!(v == SENTINEL, "{name} on {}: wrote outside its tile at {i}", k.isa());
                         continue;
-                    }
+                    };
                     let row = lo + rr;
                     let want = if name == "gemm_q4_0_q8_0" {
                         s.vec_dot_q4_0_q8_0(&w4[row * nb..][..nb], &a[c * nb..][..nb])
@@ -713,11 +747,8 @@ proptest! {
     ) {
         use cinder_kernels::repack::{self, Lanes, Scales16};
         use cinder_kernels::Strips;
-        let (lo, hi) = (s0.min(s1), s0.max(s1));
-        let n = (hi - lo) * 16;
-        let ldo = n + pad;
-        let len = if n == 0 { 3 } else { (cols - 1) * ldo + n + pad };
-        const SENTINEL: f32 = -12345.5;
+        let win = Window::new((s0, s1), 16, pad, cols);
+        let (lo, hi, ldo, len) = (win.lo, win.hi, win.ldo, win.len);
         let mut q4 = vec![Lanes::zeroed(); strips * nb * repack::Q4_0_GROUPS];
         let mut q8 = vec![Lanes::zeroed(); strips * nb * repack::Q8_0_GROUPS];
         let (mut d4, mut d8) = (vec![Scales16::zeroed(); strips * nb], vec![Scales16::zeroed(); strips * nb]);
@@ -737,11 +768,10 @@ proptest! {
                     k.gemm_q8_0x16_q8_0(Strips { q: &q8, d: &d8 }, &a, k32, lo..hi, &mut out, ldo);
                 }
                 for (i, &v) in out.iter().enumerate() {
-                    let (c, rr) = (i / ldo.max(1), i % ldo.max(1));
-                    if n == 0 || rr >= n || c >= cols {
+                    let Some((c, rr)) = win.at(i) else {
                         prop_assert!(v == SENTINEL, "{name} on {}: wrote outside its tile at {i}", k.isa());
                         continue;
-                    }
+                    };
                     let row = lo * 16 + rr;
                     let want = if name == "gemm_q4_0x16_q8_0" {
                         s.vec_dot_q4_0_q8_0(&w4[row * nb..][..nb], &a[c * nb..][..nb])
@@ -775,11 +805,8 @@ proptest! {
                 0..=strips, 0..=strips, 0usize..3)),
     ) {
         use cinder_kernels::repack::{self, BlockQ4_Kx16};
-        let (lo, hi) = (s0.min(s1), s0.max(s1));
-        let n = (hi - lo) * 16;
-        let ldo = n + pad;
-        let len = if n == 0 { 3 } else { (cols - 1) * ldo + n + pad };
-        const SENTINEL: f32 = -12345.5;
+        let win = Window::new((s0, s1), 16, pad, cols);
+        let (lo, hi, ldo, len) = (win.lo, win.hi, win.ldo, win.len);
         let mut p = vec![BlockQ4_Kx16::zeroed(); strips * nb];
         repack::repack_q4_k(&w, nb, &mut p);
         for row in 0..strips * 16 {
@@ -793,11 +820,10 @@ proptest! {
             let mut out = vec![SENTINEL; len];
             k.gemm_q4_kx16_q8_k(&p, &a, nb * QK_K, lo..hi, &mut out, ldo);
             for (i, &v) in out.iter().enumerate() {
-                let (c, rr) = (i / ldo.max(1), i % ldo.max(1));
-                if n == 0 || rr >= n || c >= cols {
+                let Some((c, rr)) = win.at(i) else {
                     prop_assert!(v == SENTINEL, "gemm_q4_kx16_q8_k on {}: wrote outside its tile at {i}", k.isa());
                     continue;
-                }
+                };
                 let row = lo * 16 + rr;
                 let (wr, ac) = (&w[row * nb..][..nb], &a[c * nb..][..nb]);
                 let want = s.vec_dot_q4_k_q8_k(wr, ac);
