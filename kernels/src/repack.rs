@@ -15,8 +15,8 @@
 //! little-endian word of row `r`'s quant bytes `32 j + 4 t .. 32 j + 4 t + 4`, so its low
 //! nibbles are values `64 j + 4 t ..` (sub-block `2 j`) and its high nibbles values
 //! `64 j + 32 + 4 t ..` (sub-block `2 j + 1`). The 12-byte scale field is decoded: the 8
-//! six-bit scales per row as bytes, the 8 six-bit mins as i16 pairs (the operands of
-//! `vpdpwssd`), and `d`, `dmin` as f16 bits. The 96 bits of the scale field are all kept, so
+//! six-bit scales per row as bytes, the 8 six-bit mins as bytes in two words per row (the
+//! unsigned operands of `vpdpbusd`), and `d`, `dmin` as f16 bits. The 96 bits of the scale field are all kept, so
 //! this too is a permutation: [`unpack_q4_k`] re-encodes them exactly.
 
 use bytemuck::{Pod, Zeroable};
@@ -52,8 +52,8 @@ pub const Q4_K_GROUPS: usize = 32;
 pub struct BlockQ4_Kx16 {
     /// `qs[8 j + t]`, lane `r`: row `r`'s quant bytes `32 j + 4 t .. 32 j + 4 t + 4` (LE).
     pub qs: [Lanes; Q4_K_GROUPS],
-    /// `mins[i]`, lane `r`: row `r`'s mins of sub-blocks `2 i` (low 16 bits) and `2 i + 1`.
-    pub mins: [Lanes; 4],
+    /// `mins[i]`, lane `r`: row `r`'s mins of sub-blocks `4 i .. 4 i + 4`, one per byte (LE).
+    pub mins: [Lanes; 2],
     /// `scales[s][r]`: row `r`'s scale of sub-block `s`.
     pub scales: [[u8; STRIP_ROWS]; 8],
     /// The 16 rows' super-block scales (f16 bits).
@@ -62,7 +62,7 @@ pub struct BlockQ4_Kx16 {
     pub dmin: Scales16,
 }
 
-const _: () = assert!(std::mem::size_of::<BlockQ4_Kx16>() == 2496);
+const _: () = assert!(std::mem::size_of::<BlockQ4_Kx16>() == 2368);
 
 /// Bytes `4 g .. 4 g + 4` of `qs` as one little-endian word.
 fn word(qs: &[u8], g: usize) -> u32 {
@@ -181,7 +181,7 @@ pub fn repack_q4_k(w: &[BlockQ4_K], nb: usize, out: &mut [BlockQ4_Kx16]) {
                 o.dmin.0[r] = b.dmin.to_bits();
                 let (sc, mn) = crate::scalar::scales_mins_k4(&b.scales);
                 for (i, m) in o.mins.iter_mut().enumerate() {
-                    m.0[r] = u32::from(mn[2 * i]) | u32::from(mn[2 * i + 1]) << 16;
+                    m.0[r] = word(&mn, i);
                 }
                 for (sub, &v) in sc.iter().enumerate() {
                     o.scales[sub][r] = v;
@@ -210,7 +210,7 @@ fn encode_scales_mins_k4(sc: &[u8; 8], mn: &[u8; 8]) -> [u8; 12] {
 pub fn unpack_q4_k(w: &[BlockQ4_Kx16], nb: usize, (s, r, k): (usize, usize, usize)) -> BlockQ4_K {
     let p = &w[s * nb + k];
     let sc = std::array::from_fn(|sub| p.scales[sub][r]);
-    let mn = std::array::from_fn(|sub| (p.mins[sub / 2].0[r] >> (16 * (sub % 2))) as u8);
+    let mn = std::array::from_fn(|sub| p.mins[sub / 4].0[r].to_le_bytes()[sub % 4]);
     let mut b = BlockQ4_K {
         d: f16::from_bits(p.d.0[r]),
         dmin: f16::from_bits(p.dmin.0[r]),
@@ -287,7 +287,10 @@ mod tests {
         // The decoded fields are what the scalar decoder gives.
         let (sc, mn) = crate::scalar::scales_mins_k4(&w[nb].scales);
         assert_eq!(p[0].scales[7][1], sc[7]);
-        assert_eq!(p[0].mins[3].0[1], u32::from(mn[6]) | u32::from(mn[7]) << 16);
+        assert_eq!(
+            p[0].mins[1].0[1],
+            u32::from_le_bytes([mn[4], mn[5], mn[6], mn[7]])
+        );
         // Sub-block 1's first values are the high nibbles of word 0.
         assert_eq!(p[0].qs[0].0[0] >> 4 & 0xF, u32::from(w[0].qs[0] >> 4));
     }

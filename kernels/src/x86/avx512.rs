@@ -1335,16 +1335,18 @@ unsafe fn strips<S: Strip, const VNNI: bool>(
 // `8 (s / 2) .. 8 (s / 2) + 8`, each against a broadcast activation word at value `32 s + 4 t`.
 // Per (super-block, column), every row's integer sums are exact in its i32 lane, as in the
 // scalar dot: `isum = sum_s scale_s * p_s` (8 `vpdpbusd` and one `vpmulld` per sub-block) and
-// `msum = sum_s min_s * (bsums[2 s] + bsums[2 s + 1])` (4 `vpdpwssd` on i16 pairs); the float
+// `msum = sum_s min_s * (bsums[2 s] + bsums[2 s + 1])` (4 `vpdpbusd`, see [`ActK`]); the float
 // step is the scalar's expression (`(d_y * d) * isum - (d_y * dmin) * msum`, then added), so
 // the result is bit-equal to the scalar twin.
 
 use repack::BlockQ4_Kx16;
 
-/// Per Q8_K activation block: its scale and its pair-summed `bsums` as the i16 pairs of
-/// [`BlockQ4_Kx16::mins`] (`bs[i]`: sub-blocks `2 i` (low half) and `2 i + 1`). A pair sum is
-/// at most `32 * 128` in magnitude for blocks made by the quantizer (consistent `bsums`), so
-/// it fits i16.
+/// Per Q8_K activation block: its scale and its pair sums `b_s = bsums[2 s] + bsums[2 s + 1]`
+/// split as `b_s = 256 hi_s + lo_s` with `lo_s` in -128..=127 (so `|hi_s| <= 17`), both as
+/// signed bytes, four sub-blocks per word: `bs = [hi 0..4, hi 4..8, lo 0..4, lo 4..8]`. Against
+/// the strip's min bytes ([`BlockQ4_Kx16::mins`], unsigned) `vpdpbusd` then gives
+/// `msum = 256 * sum_s min_s * hi_s + sum_s min_s * lo_s` exactly. A pair sum is at most
+/// `32 * 128` in magnitude for blocks made by the quantizer (consistent `bsums`).
 #[derive(Clone, Copy, Default)]
 struct ActK {
     d: f32,
@@ -1361,11 +1363,15 @@ fn act_k(a: &[BlockQ8_K]) -> Vec<ActK> {
     m.clear();
     for b in a {
         let pair = |s: usize| i32::from(b.bsums[2 * s]) + i32::from(b.bsums[2 * s + 1]);
+        // lo in -128..=127 and hi = (b - lo) / 256, exactly.
+        let lo = |s: usize| (pair(s) as i8) as i32;
+        let hi = |s: usize| (pair(s) - lo(s)) >> 8;
+        let word = |f: &dyn Fn(usize) -> i32, s0: usize| {
+            i32::from_le_bytes(std::array::from_fn(|i| f(s0 + i) as i8 as u8))
+        };
         m.push(ActK {
             d: b.d,
-            bs: std::array::from_fn(|i| {
-                (pair(2 * i) as u16 as u32 | (pair(2 * i + 1) as u16 as u32) << 16) as i32
-            }),
+            bs: [word(&hi, 0), word(&hi, 4), word(&lo, 0), word(&lo, 4)],
         });
     }
     m
@@ -1442,16 +1448,21 @@ unsafe fn q4_k_strip_cols<const RN: usize, const SPLIT: bool>(
             }
             let d = _mm512_cvtph_ps(_mm256_load_si256(b.d.0.as_ptr().cast()));
             let dmin = _mm512_cvtph_ps(_mm256_load_si256(b.dmin.0.as_ptr().cast()));
-            let mut mins = [_mm512_setzero_si512(); 4];
-            for (mins, l) in mins.iter_mut().zip(&b.mins) {
-                *mins = _mm512_load_si512(l.0.as_ptr().cast());
-            }
+            let mins = [
+                _mm512_load_si512(b.mins[0].0.as_ptr().cast()),
+                _mm512_load_si512(b.mins[1].0.as_ptr().cast()),
+            ];
             for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
                 let mk = &m[c * nb + k];
-                let mut msum = _mm512_setzero_si512();
-                for (&mins, &bs) in mins.iter().zip(&mk.bs) {
-                    msum = _mm512_dpwssd_epi32(msum, mins, _mm512_set1_epi32(bs));
-                }
+                let part = |w0: i32, w1: i32| {
+                    let p =
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), mins[0], _mm512_set1_epi32(w0));
+                    _mm512_dpbusd_epi32(p, mins[1], _mm512_set1_epi32(w1))
+                };
+                let msum = _mm512_add_epi32(
+                    _mm512_slli_epi32(part(mk.bs[0], mk.bs[1]), 8),
+                    part(mk.bs[2], mk.bs[3]),
+                );
                 let yd = _mm512_set1_ps(mk.d);
                 let t = _mm512_sub_ps(
                     _mm512_mul_ps(_mm512_mul_ps(yd, d), _mm512_cvtepi32_ps(isum)),
