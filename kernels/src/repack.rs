@@ -1,7 +1,7 @@
-//! Q4_0, Q8_0 and Q4_K matrices repacked in strips of 16 rows, the layout of the AVX-512 VNNI
+//! Q4_0, Q8_0, Q4_K and Q6_K matrices repacked in strips of 16 rows, the layout of the AVX-512 VNNI
 //! strip kernels (`Kernels::prefers_strips`). A runtime repacks such weights once at load and
 //! then multiplies them with `Kernels::gemm_q4_0x16_q8_0` / `gemm_q8_0x16_q8_0` /
-//! `gemm_q4_kx16_q8_k`.
+//! `gemm_q4_kx16_q8_k` / `gemm_q6_kx16_q8_k`.
 //!
 //! Strip `s` holds rows `16 s .. 16 s + 16`. For each of its blocks `k` (in order) it stores
 //! [`Q4_0_GROUPS`] (Q4_0) or [`Q8_0_GROUPS`] (Q8_0) [`Lanes`], where lane `r` of group `g`
@@ -18,9 +18,19 @@
 //! six-bit scales per row as bytes, the 8 six-bit mins as bytes in two words per row (the
 //! unsigned operands of `vpdpbusd`), and `d`, `dmin` as f16 bits. The 96 bits of the scale field are all kept, so
 //! this too is a permutation: [`unpack_q4_k`] re-encodes them exactly.
+//!
+//! Q6_K strips are one [`BlockQ6_Kx16`] per super-block of the 16 rows: lane `r` of
+//! `ql[t]` (`< 32`) is the little-endian word of row `r`'s `ql` bytes `4 t .. 4 t + 4`, of
+//! `qh[u]` (`< 16`) that of its `qh` bytes `4 u .. 4 u + 4`, `scales[g][r]` its signed scale of
+//! group `g` and `d` the rows' f16 scales: a permutation of the plain bytes plus 32 bytes of
+//! padding, restored exactly by [`unpack_q6_k`]. In half `n` of the values, `ql[16 n + j]` and
+//! `qh[8 n + j]` (`j < 8`) together hold the 6-bit quants of values `128 n + 32 m + 4 j ..`
+//! for `m < 4`: the low nibbles and `qh` bits 0-1 (`m = 0`), the low nibbles of
+//! `ql[16 n + 8 + j]` and bits 2-3 (`m = 1`), the high nibbles of `ql[16 n + j]` and bits 4-5
+//! (`m = 2`), the high nibbles of `ql[16 n + 8 + j]` and bits 6-7 (`m = 3`).
 
 use bytemuck::{Pod, Zeroable};
-use cinder_quant::block::{BlockQ4_0, BlockQ4_K, BlockQ8_0};
+use cinder_quant::block::{BlockQ4_0, BlockQ4_K, BlockQ6_K, BlockQ8_0};
 use half::f16;
 
 /// Rows per strip.
@@ -63,6 +73,25 @@ pub struct BlockQ4_Kx16 {
 }
 
 const _: () = assert!(std::mem::size_of::<BlockQ4_Kx16>() == 2368);
+
+/// One Q6_K super-block (256 values) of 16 rows, the unit of the Q6_K strips.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C, align(64))]
+pub struct BlockQ6_Kx16 {
+    /// `ql[t]`, lane `r`: row `r`'s `ql` bytes `4 t .. 4 t + 4` (LE).
+    pub ql: [Lanes; 32],
+    /// `qh[u]`, lane `r`: row `r`'s `qh` bytes `4 u .. 4 u + 4` (LE).
+    pub qh: [Lanes; 16],
+    /// `scales[g][r]`: row `r`'s scale of group `g` (values `16 g .. 16 g + 16`).
+    pub scales: [[i8; STRIP_ROWS]; 16],
+    /// The 16 rows' super-block scales (f16 bits).
+    pub d: Scales16,
+    /// Zero: pads the block to a multiple of 64 bytes.
+    pub pad: Scales16,
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ6_Kx16>() == 3392);
 
 /// Bytes `4 g .. 4 g + 4` of `qs` as one little-endian word.
 fn word(qs: &[u8], g: usize) -> u32 {
@@ -223,6 +252,57 @@ pub fn unpack_q4_k(w: &[BlockQ4_Kx16], nb: usize, (s, r, k): (usize, usize, usiz
     b
 }
 
+/// Repack a Q6_K matrix of `w.len() / nb` rows (a multiple of 16) and `nb` super-blocks per
+/// row into `out` (`rows * nb / 16` strip blocks: strip by strip, super-block by super-block).
+///
+/// Panics if the lengths do not say so.
+pub fn repack_q6_k(w: &[BlockQ6_K], nb: usize, out: &mut [BlockQ6_Kx16]) {
+    assert!(
+        nb > 0 && w.len().is_multiple_of(nb * STRIP_ROWS),
+        "repack_q6_k: rows must be a multiple of 16"
+    );
+    let strips = w.len() / (nb * STRIP_ROWS);
+    assert!(out.len() == strips * nb, "repack_q6_k: output length");
+    for s in 0..strips {
+        for k in 0..nb {
+            let o = &mut out[s * nb + k];
+            for r in 0..STRIP_ROWS {
+                let b = &w[(s * STRIP_ROWS + r) * nb + k];
+                o.d.0[r] = b.d.to_bits();
+                o.pad.0[r] = 0;
+                for (g, &v) in b.scales.iter().enumerate() {
+                    o.scales[g][r] = v;
+                }
+                for (t, q) in o.ql.iter_mut().enumerate() {
+                    q.0[r] = word(&b.ql, t);
+                }
+                for (u, q) in o.qh.iter_mut().enumerate() {
+                    q.0[r] = word(&b.qh, u);
+                }
+            }
+        }
+    }
+}
+
+/// Super-block `k` of row `r` (`< 16`) of strip `s` of a repacked Q6_K matrix of `nb`
+/// super-blocks per row.
+pub fn unpack_q6_k(w: &[BlockQ6_Kx16], nb: usize, (s, r, k): (usize, usize, usize)) -> BlockQ6_K {
+    let p = &w[s * nb + k];
+    let mut b = BlockQ6_K {
+        ql: [0; 128],
+        qh: [0; 64],
+        scales: std::array::from_fn(|g| p.scales[g][r]),
+        d: f16::from_bits(p.d.0[r]),
+    };
+    for (t, q) in p.ql.iter().enumerate() {
+        b.ql[4 * t..4 * t + 4].copy_from_slice(&q.0[r].to_le_bytes());
+    }
+    for (u, q) in p.qh.iter().enumerate() {
+        b.qh[4 * u..4 * u + 4].copy_from_slice(&q.0[r].to_le_bytes());
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +385,33 @@ mod tests {
                 assert_eq!(encode_scales_mins_k4(&sc, &mn), s);
             }
         }
+    }
+
+    #[test]
+    fn q6_k_repack_then_unpack_restores_every_block() {
+        let (rows, nb) = (48, 2);
+        let w: Vec<BlockQ6_K> = (0..rows * nb)
+            .map(|i| BlockQ6_K {
+                ql: std::array::from_fn(|j| (i * 7 + j * 13) as u8),
+                qh: std::array::from_fn(|j| (i * 11 + j * 29 + 5) as u8),
+                scales: std::array::from_fn(|j| (i * 37 + j * 101 + 3) as u8 as i8),
+                d: f16::from_bits((i * 977) as u16),
+            })
+            .collect();
+        let mut p = vec![BlockQ6_Kx16::zeroed(); rows / STRIP_ROWS * nb];
+        repack_q6_k(&w, nb, &mut p);
+        for row in 0..rows {
+            for k in 0..nb {
+                let at = (row / STRIP_ROWS, row % STRIP_ROWS, k);
+                // Bytes, not `==`: some `d` bits are NaNs.
+                let b = unpack_q6_k(&p, nb, at);
+                assert_eq!(bytemuck::bytes_of(&b), bytemuck::bytes_of(&w[row * nb + k]));
+            }
+        }
+        // Row 1 of strip 0, super-block 1: its `ql` bytes 4..8, `qh` bytes 60..64, scale 15.
+        let b = &w[nb + 1];
+        assert_eq!(p[1].ql[1].0[1].to_le_bytes(), b.ql[4..8]);
+        assert_eq!(p[1].qh[15].0[1].to_le_bytes(), b.qh[60..64]);
+        assert_eq!(p[1].scales[15][1], b.scales[15]);
     }
 }
