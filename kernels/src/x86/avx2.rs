@@ -36,6 +36,7 @@ kernels! { "avx2,fma,f16c";
     safe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = crate::scalar::gemm_q4_0x16_q8_0;
     safe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = crate::scalar::gemm_q8_0x16_q8_0;
     safe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::scalar::gemm_q4_kx16_q8_k;
+    safe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::scalar::gemm_q6_kx16_q8_k;
     unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = vec_dot_q5_0_q8_0_body::<false>;
     unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = vec_dot_q4_1_q8_1_body::<false>;
     unsafe vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 = vec_dot_q5_1_q8_1_body::<false>;

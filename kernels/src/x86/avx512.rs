@@ -41,6 +41,7 @@ macro_rules! avx512_flavour {
                 unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q4_0Strip, $vnni>;
                 unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q8_0Strip, $vnni>;
                 unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_q4_k::<$vnni>;
+                unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_q6_k::<$vnni>;
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<$vnni>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<$vnni>;
@@ -1520,4 +1521,140 @@ unsafe fn strips_q4_k<const VNNI: bool>(
         }
     }
     ACT_K.set(m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// VNNI Q6_K strip kernel. Group `g` (values `16 g .. 16 g + 16`, in half `n = g / 8` as
+// quarter `m = g % 8 / 2`, words `j = 4 (g % 2) .. + 4`) of a strip's super-block
+// ([`repack::BlockQ6_Kx16`]) is 4 registers of unsigned 6-bit quants, each rebuilt from an
+// `ql` register (nibbles) and a `qh` register (2-bit fields) with a shift and one ternary
+// logic op, against a broadcast activation word. The -32 offset comes from the Q8_K group sums:
+// each group's `vpdpbusd` chain starts at `-32 * bsums[g]`, so it ends at the group's exact
+// signed dot `p_g` (|p_g| <= 16 * 32 * 128). Per (super-block, column) every row's
+// `isum = sum_g scale_g * p_g` is exact in its i32 lane (|isum| <= 16 * 2^16 * 128 < 2^31),
+// and the float step is the scalar's (`(d_y * d) * isum`, then added), so the result is
+// bit-equal to the scalar twin.
+
+use repack::BlockQ6_Kx16;
+
+/// `RN` activation columns from `c0` against one Q6_K strip (`w`: its `nb` super-blocks),
+/// written to rows `r0..r0 + 16` of `out`. With `SPLIT`, each group's 4 `vpdpbusd` go into two
+/// chains (for few columns).
+///
+/// # Safety
+/// AVX-512 F/BW + VNNI + F16C; `w.len() == nb`; indexing is checked.
+#[inline(always)]
+unsafe fn q6_k_strip_cols<const RN: usize, const SPLIT: bool>(
+    w: &[BlockQ6_Kx16],
+    a: &[BlockQ8_K],
+    nb: usize,
+    (r0, c0): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let a = &a[c0 * nb..(c0 + RN) * nb];
+    // SAFETY: features guaranteed by the caller; the aligned loads read whole fields of a
+    // 64-byte aligned `BlockQ6_Kx16` (`ql`/`qh` 64-byte, `scales[g]` at a 16-byte offset, `d`
+    // at a 32-byte offset); each activation word read is inside its block's `qs`
+    // (`16 g + 4 t + 4 <= 256`); the stores are inside the bounds-checked 16-float slices.
+    unsafe {
+        let nib = _mm512_set1_epi8(0x0F);
+        let hi2 = _mm512_set1_epi8(0x30);
+        let mut accf = [_mm512_setzero_ps(); RN];
+        for (k, b) in w.iter().enumerate().take(nb) {
+            let mut isum = [_mm512_setzero_si512(); RN];
+            for g in 0..16 {
+                let (n, m, j0) = (g / 8, g % 8 / 2, 4 * (g % 2));
+                let mut wv = [_mm512_setzero_si512(); 4];
+                for (t, wv) in wv.iter_mut().enumerate() {
+                    let j = j0 + t;
+                    let l = _mm512_load_si512(b.ql[16 * n + 8 * (m % 2) + j].0.as_ptr().cast());
+                    let l = if m < 2 { l } else { _mm512_srli_epi16(l, 4) };
+                    let h = _mm512_load_si512(b.qh[8 * n + j].0.as_ptr().cast());
+                    // qh bits 2 m .. 2 m + 2 of each byte to bits 4..6.
+                    let h = match m {
+                        0 => _mm512_slli_epi16(h, 4),
+                        1 => _mm512_slli_epi16(h, 2),
+                        2 => h,
+                        _ => _mm512_srli_epi16(h, 2),
+                    };
+                    // (l & 0x0F) | (h & 0x30): bitwise select of l or h by the nibble mask.
+                    let h = _mm512_and_si512(h, hi2);
+                    *wv = _mm512_ternarylogic_epi32(l, nib, h, 0xEA);
+                }
+                let sc = _mm512_cvtepi8_epi32(_mm_load_si128(b.scales[g].as_ptr().cast()));
+                for (c, isum) in isum.iter_mut().enumerate() {
+                    let y = &a[c * nb + k];
+                    let qs = y.qs.as_ptr().add(16 * g);
+                    let off = _mm512_set1_epi32(-32 * i32::from(y.bsums[g]));
+                    let p = if SPLIT {
+                        let p0 = _mm512_dpbusd_epi32(off, wv[0], bcast_word(qs, 0));
+                        let p1 =
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[1], bcast_word(qs, 1));
+                        let p0 = _mm512_dpbusd_epi32(p0, wv[2], bcast_word(qs, 2));
+                        let p1 = _mm512_dpbusd_epi32(p1, wv[3], bcast_word(qs, 3));
+                        _mm512_add_epi32(p0, p1)
+                    } else {
+                        let mut p = off;
+                        for (t, &wv) in wv.iter().enumerate() {
+                            p = _mm512_dpbusd_epi32(p, wv, bcast_word(qs, t));
+                        }
+                        p
+                    };
+                    *isum = _mm512_add_epi32(*isum, _mm512_mullo_epi32(p, sc));
+                }
+            }
+            let d = _mm512_cvtph_ps(_mm256_load_si256(b.d.0.as_ptr().cast()));
+            for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
+                let yd = _mm512_set1_ps(a[c * nb + k].d);
+                let t = _mm512_mul_ps(_mm512_mul_ps(yd, d), _mm512_cvtepi32_ps(isum));
+                *accf = _mm512_add_ps(*accf, t);
+            }
+        }
+        for (c, &v) in accf.iter().enumerate() {
+            let o = &mut out[(c0 + c) * ldo + r0..][..STRIP_ROWS];
+            _mm512_storeu_ps(o.as_mut_ptr(), v);
+        }
+    }
+}
+
+/// The Q6_K strip gemm of both flavours: VNNI runs [`q6_k_strip_cols`] over every strip,
+/// [`STRIP_COLS`] columns at a time; the plain flavour runs the scalar twin.
+///
+/// # Safety
+/// AVX-512 F/BW/VL + F16C (+ VNNI when `VNNI`); `w.len()` and `a.len()` multiples of `nb`,
+/// `out` covers every `c * ldo + r` (indexing is checked anyway).
+#[inline(always)]
+unsafe fn strips_q6_k<const VNNI: bool>(
+    w: &[BlockQ6_Kx16],
+    a: &[BlockQ8_K],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if !VNNI {
+        return crate::scalar::gemm_q6_kx16_q8_k(w, a, nb, out, ldo);
+    }
+    let (strips, cols) = (w.len() / nb, a.len() / nb);
+    let cf = cols / STRIP_COLS * STRIP_COLS;
+    // SAFETY: forwarded caller guarantees, VNNI present.
+    unsafe {
+        for (s, w) in w.chunks_exact(nb).enumerate().take(strips) {
+            let r0 = s * STRIP_ROWS;
+            for c0 in (0..cf).step_by(STRIP_COLS) {
+                q6_k_strip_cols::<STRIP_COLS, false>(w, a, nb, (r0, c0), out, ldo);
+            }
+            let rc = (r0, cf);
+            match cols - cf {
+                0 => {}
+                1 => q6_k_strip_cols::<1, true>(w, a, nb, rc, out, ldo),
+                2 => q6_k_strip_cols::<2, true>(w, a, nb, rc, out, ldo),
+                3 => q6_k_strip_cols::<3, true>(w, a, nb, rc, out, ldo),
+                4 => q6_k_strip_cols::<4, false>(w, a, nb, rc, out, ldo),
+                5 => q6_k_strip_cols::<5, false>(w, a, nb, rc, out, ldo),
+                6 => q6_k_strip_cols::<6, false>(w, a, nb, rc, out, ldo),
+                _ => q6_k_strip_cols::<7, false>(w, a, nb, rc, out, ldo),
+            }
+        }
+    }
 }
