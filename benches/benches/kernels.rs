@@ -348,6 +348,7 @@ fn gemm(c: &mut Criterion) {
         QK_K
     );
     gemm_q4_k_strips(c);
+    gemm_q6_k_strips(c);
 }
 
 /// Q4_K weights repacked in 16-row strips (as a runtime does at load on kernels that prefer
@@ -381,6 +382,49 @@ fn gemm_q4_k_strips(c: &mut Criterion) {
                     let a = a.get_or_init(|| blocks(cols * k, QK_K, 6, r::quantize_row_q8_k));
                     b.iter(|| {
                         kern.gemm_q4_kx16_q8_k(
+                            black_box(w),
+                            black_box(a),
+                            k,
+                            0..rows / 16,
+                            &mut out,
+                            rows,
+                        )
+                    })
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+/// As [`gemm_q4_k_strips`] for Q6_K weights.
+fn gemm_q6_k_strips(c: &mut Criterion) {
+    use cinder_kernels::repack::{self, BlockQ6_Kx16};
+    let mut g = c.benchmark_group("gemm/q6_kx16_q8_k");
+    g.sampling_mode(SamplingMode::Flat);
+    for (rows, k) in GEMM_SHAPES {
+        let nb = k / QK_K;
+        // Built on first use only, so a filtered run does not quantize unused matrices.
+        let w: OnceCell<Vec<BlockQ6_Kx16>> = OnceCell::new();
+        for cols in GEMM_COLS {
+            let a: OnceCell<Vec<BlockQ8_K>> = OnceCell::new();
+            let mut out = vec![0f32; cols * rows];
+            g.throughput(Throughput::Elements((2 * rows * k * cols) as u64));
+            for kern in kernels() {
+                let timed = kern.prefers_strips() || (kern.isa() == Isa::Scalar && slow_allowed());
+                if !timed {
+                    continue;
+                }
+                g.bench_function(id(format!("{rows}x{k}x{cols}"), kern.isa()), |b| {
+                    let w = w.get_or_init(|| {
+                        let plain: Vec<BlockQ6_K> = blocks(rows * k, QK_K, 5, r::quantize_row_q6_k);
+                        let mut p = vec![BlockQ6_Kx16::zeroed(); rows / 16 * nb];
+                        repack::repack_q6_k(&plain, nb, &mut p);
+                        p
+                    });
+                    let a = a.get_or_init(|| blocks(cols * k, QK_K, 6, r::quantize_row_q8_k));
+                    b.iter(|| {
+                        kern.gemm_q6_kx16_q8_k(
                             black_box(w),
                             black_box(a),
                             k,
