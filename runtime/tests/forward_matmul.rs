@@ -83,10 +83,7 @@ fn check_every_type(rows: usize, cols: usize, repack: bool, llamacpp: bool) {
             let done = repacked.repack(file).expect("repack");
             assert_eq!(
                 done,
-                matches!(
-                    ty,
-                    GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K
-                ),
+                matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K),
                 "{ty}: repack"
             );
         }
