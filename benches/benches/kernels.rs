@@ -351,18 +351,28 @@ fn gemm(c: &mut Criterion) {
     gemm_q6_k_strips(c);
 }
 
-/// Q4_K weights repacked in 16-row strips (as a runtime does at load on kernels that prefer
-/// them) x Q8_K columns: the shapes and columns of the tiled gemms. Isas that do not prefer
-/// strips run the scalar twin, so only those that do are timed (and Scalar only when slow runs
-/// are allowed, as a reference).
-fn gemm_q4_k_strips(c: &mut Criterion) {
-    use cinder_kernels::repack::{self, BlockQ4_Kx16};
-    let mut g = c.benchmark_group("gemm/q4_kx16_q8_k");
+/// The strip gemm of a k-quant: `repack` turns the plain super-blocks into strips, `gemm` is
+/// the `Kernels` method (`w`, `a`, `k`, `strips`, `out`, `ldo`).
+type KStripGemm<P> =
+    fn(&Kernels, &[P], &[BlockQ8_K], usize, std::ops::Range<usize>, &mut [f32], usize);
+
+/// k-quant weights (`W`, quantized by `wq`) repacked in 16-row strips (as a runtime does at
+/// load on kernels that prefer them) x Q8_K columns: the shapes and columns of the tiled
+/// gemms. Isas that do not prefer strips run the scalar twin, so only those that do are timed
+/// (and Scalar only when slow runs are allowed, as a reference).
+fn gemm_k_strips<W: Zeroable + Clone, P: Zeroable + Clone>(
+    c: &mut Criterion,
+    label: &str,
+    wq: fn(&[f32], &mut [W]),
+    repack: fn(&[W], usize, &mut [P]),
+    gemm: KStripGemm<P>,
+) {
+    let mut g = c.benchmark_group(format!("gemm/{label}"));
     g.sampling_mode(SamplingMode::Flat);
     for (rows, k) in GEMM_SHAPES {
         let nb = k / QK_K;
         // Built on first use only, so a filtered run does not quantize unused matrices.
-        let w: OnceCell<Vec<BlockQ4_Kx16>> = OnceCell::new();
+        let w: OnceCell<Vec<P>> = OnceCell::new();
         for cols in GEMM_COLS {
             let a: OnceCell<Vec<BlockQ8_K>> = OnceCell::new();
             let mut out = vec![0f32; cols * rows];
@@ -374,14 +384,15 @@ fn gemm_q4_k_strips(c: &mut Criterion) {
                 }
                 g.bench_function(id(format!("{rows}x{k}x{cols}"), kern.isa()), |b| {
                     let w = w.get_or_init(|| {
-                        let plain: Vec<BlockQ4_K> = blocks(rows * k, QK_K, 5, r::quantize_row_q4_k);
-                        let mut p = vec![BlockQ4_Kx16::zeroed(); rows / 16 * nb];
-                        repack::repack_q4_k(&plain, nb, &mut p);
+                        let plain: Vec<W> = blocks(rows * k, QK_K, 5, wq);
+                        let mut p = vec![P::zeroed(); rows / 16 * nb];
+                        repack(&plain, nb, &mut p);
                         p
                     });
                     let a = a.get_or_init(|| blocks(cols * k, QK_K, 6, r::quantize_row_q8_k));
                     b.iter(|| {
-                        kern.gemm_q4_kx16_q8_k(
+                        gemm(
+                            &kern,
                             black_box(w),
                             black_box(a),
                             k,
@@ -397,47 +408,26 @@ fn gemm_q4_k_strips(c: &mut Criterion) {
     g.finish();
 }
 
-/// As [`gemm_q4_k_strips`] for Q6_K weights.
+fn gemm_q4_k_strips(c: &mut Criterion) {
+    use cinder_kernels::repack;
+    gemm_k_strips(
+        c,
+        "q4_kx16_q8_k",
+        r::quantize_row_q4_k,
+        repack::repack_q4_k,
+        Kernels::gemm_q4_kx16_q8_k,
+    );
+}
+
 fn gemm_q6_k_strips(c: &mut Criterion) {
-    use cinder_kernels::repack::{self, BlockQ6_Kx16};
-    let mut g = c.benchmark_group("gemm/q6_kx16_q8_k");
-    g.sampling_mode(SamplingMode::Flat);
-    for (rows, k) in GEMM_SHAPES {
-        let nb = k / QK_K;
-        // Built on first use only, so a filtered run does not quantize unused matrices.
-        let w: OnceCell<Vec<BlockQ6_Kx16>> = OnceCell::new();
-        for cols in GEMM_COLS {
-            let a: OnceCell<Vec<BlockQ8_K>> = OnceCell::new();
-            let mut out = vec![0f32; cols * rows];
-            g.throughput(Throughput::Elements((2 * rows * k * cols) as u64));
-            for kern in kernels() {
-                let timed = kern.prefers_strips() || (kern.isa() == Isa::Scalar && slow_allowed());
-                if !timed {
-                    continue;
-                }
-                g.bench_function(id(format!("{rows}x{k}x{cols}"), kern.isa()), |b| {
-                    let w = w.get_or_init(|| {
-                        let plain: Vec<BlockQ6_K> = blocks(rows * k, QK_K, 5, r::quantize_row_q6_k);
-                        let mut p = vec![BlockQ6_Kx16::zeroed(); rows / 16 * nb];
-                        repack::repack_q6_k(&plain, nb, &mut p);
-                        p
-                    });
-                    let a = a.get_or_init(|| blocks(cols * k, QK_K, 6, r::quantize_row_q8_k));
-                    b.iter(|| {
-                        kern.gemm_q6_kx16_q8_k(
-                            black_box(w),
-                            black_box(a),
-                            k,
-                            0..rows / 16,
-                            &mut out,
-                            rows,
-                        )
-                    })
-                });
-            }
-        }
-    }
-    g.finish();
+    use cinder_kernels::repack;
+    gemm_k_strips(
+        c,
+        "q6_kx16_q8_k",
+        r::quantize_row_q6_k,
+        repack::repack_q6_k,
+        Kernels::gemm_q6_kx16_q8_k,
+    );
 }
 
 /// `test-backend-ops perf -o MUL_MAT`'s matrix: m = 4096 rows, k = 14336.

@@ -195,29 +195,38 @@ pub fn unpack_q8_0(
 ///
 /// Panics if the lengths do not say so.
 pub fn repack_q4_k(w: &[BlockQ4_K], nb: usize, out: &mut [BlockQ4_Kx16]) {
+    repack_k("repack_q4_k", w, nb, out, |o, r, b| {
+        o.d.0[r] = b.d.to_bits();
+        o.dmin.0[r] = b.dmin.to_bits();
+        let (sc, mn) = crate::scalar::scales_mins_k4(&b.scales);
+        for (i, m) in o.mins.iter_mut().enumerate() {
+            m.0[r] = word(&mn, i);
+        }
+        for (sub, &v) in sc.iter().enumerate() {
+            o.scales[sub][r] = v;
+        }
+        for (g, q) in o.qs.iter_mut().enumerate() {
+            q.0[r] = word(&b.qs, g);
+        }
+    });
+}
+
+/// The strip-by-strip, super-block-by-super-block walk of the k-quant repacks: `put(o, r, b)`
+/// stores plain super-block `b` as row `r` of strip block `o`. Panics (naming `name`) unless
+/// `w` holds whole strips of `nb` super-blocks and `out` one strip block per strip and
+/// super-block.
+fn repack_k<W, P>(name: &str, w: &[W], nb: usize, out: &mut [P], put: impl Fn(&mut P, usize, &W)) {
     assert!(
         nb > 0 && w.len().is_multiple_of(nb * STRIP_ROWS),
-        "repack_q4_k: rows must be a multiple of 16"
+        "{name}: rows must be a multiple of 16"
     );
     let strips = w.len() / (nb * STRIP_ROWS);
-    assert!(out.len() == strips * nb, "repack_q4_k: output length");
+    assert!(out.len() == strips * nb, "{name}: output length");
     for s in 0..strips {
         for k in 0..nb {
             let o = &mut out[s * nb + k];
             for r in 0..STRIP_ROWS {
-                let b = &w[(s * STRIP_ROWS + r) * nb + k];
-                o.d.0[r] = b.d.to_bits();
-                o.dmin.0[r] = b.dmin.to_bits();
-                let (sc, mn) = crate::scalar::scales_mins_k4(&b.scales);
-                for (i, m) in o.mins.iter_mut().enumerate() {
-                    m.0[r] = word(&mn, i);
-                }
-                for (sub, &v) in sc.iter().enumerate() {
-                    o.scales[sub][r] = v;
-                }
-                for (g, q) in o.qs.iter_mut().enumerate() {
-                    q.0[r] = word(&b.qs, g);
-                }
+                put(o, r, &w[(s * STRIP_ROWS + r) * nb + k]);
             }
         }
     }
@@ -257,31 +266,19 @@ pub fn unpack_q4_k(w: &[BlockQ4_Kx16], nb: usize, (s, r, k): (usize, usize, usiz
 ///
 /// Panics if the lengths do not say so.
 pub fn repack_q6_k(w: &[BlockQ6_K], nb: usize, out: &mut [BlockQ6_Kx16]) {
-    assert!(
-        nb > 0 && w.len().is_multiple_of(nb * STRIP_ROWS),
-        "repack_q6_k: rows must be a multiple of 16"
-    );
-    let strips = w.len() / (nb * STRIP_ROWS);
-    assert!(out.len() == strips * nb, "repack_q6_k: output length");
-    for s in 0..strips {
-        for k in 0..nb {
-            let o = &mut out[s * nb + k];
-            for r in 0..STRIP_ROWS {
-                let b = &w[(s * STRIP_ROWS + r) * nb + k];
-                o.d.0[r] = b.d.to_bits();
-                o.pad.0[r] = 0;
-                for (g, &v) in b.scales.iter().enumerate() {
-                    o.scales[g][r] = v;
-                }
-                for (t, q) in o.ql.iter_mut().enumerate() {
-                    q.0[r] = word(&b.ql, t);
-                }
-                for (u, q) in o.qh.iter_mut().enumerate() {
-                    q.0[r] = word(&b.qh, u);
-                }
-            }
+    repack_k("repack_q6_k", w, nb, out, |o, r, b| {
+        o.d.0[r] = b.d.to_bits();
+        o.pad.0[r] = 0;
+        for (g, &v) in b.scales.iter().enumerate() {
+            o.scales[g][r] = v;
         }
-    }
+        for (t, q) in o.ql.iter_mut().enumerate() {
+            q.0[r] = word(&b.ql, t);
+        }
+        for (u, q) in o.qh.iter_mut().enumerate() {
+            q.0[r] = word(&b.qh, u);
+        }
+    });
 }
 
 /// Super-block `k` of row `r` (`< 16`) of strip `s` of a repacked Q6_K matrix of `nb`

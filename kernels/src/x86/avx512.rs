@@ -40,8 +40,8 @@ macro_rules! avx512_flavour {
                 unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f16>;
                 unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q4_0Strip, $vnni>;
                 unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q8_0Strip, $vnni>;
-                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_q4_k::<$vnni>;
-                unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_q6_k::<$vnni>;
+                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip, $vnni>;
+                unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q6KStrip, $vnni>;
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<$vnni>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<$vnni>;
@@ -1479,50 +1479,6 @@ unsafe fn q4_k_strip_cols<const RN: usize, const SPLIT: bool>(
     }
 }
 
-/// The Q4_K strip gemm of both flavours: VNNI runs [`q4_k_strip_cols`] over every strip,
-/// [`STRIP_COLS`] columns at a time; the plain flavour (never given repacked weights by a
-/// runtime that asks `Kernels::prefers_strips`) runs the scalar twin.
-///
-/// # Safety
-/// AVX-512 F/BW/VL + F16C (+ VNNI when `VNNI`); `w.len()` and `a.len()` multiples of `nb`,
-/// `out` covers every `c * ldo + r` (indexing is checked anyway).
-#[inline(always)]
-unsafe fn strips_q4_k<const VNNI: bool>(
-    w: &[BlockQ4_Kx16],
-    a: &[BlockQ8_K],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    if !VNNI {
-        return crate::scalar::gemm_q4_kx16_q8_k(w, a, nb, out, ldo);
-    }
-    let (strips, cols) = (w.len() / nb, a.len() / nb);
-    let cf = cols / STRIP_COLS * STRIP_COLS;
-    let m = act_k(a);
-    // SAFETY: forwarded caller guarantees, VNNI present.
-    unsafe {
-        for (s, w) in w.chunks_exact(nb).enumerate().take(strips) {
-            let r0 = s * STRIP_ROWS;
-            for c0 in (0..cf).step_by(STRIP_COLS) {
-                q4_k_strip_cols::<STRIP_COLS, false>(w, a, &m, nb, (r0, c0), out, ldo);
-            }
-            let rc = (r0, cf);
-            match cols - cf {
-                0 => {}
-                1 => q4_k_strip_cols::<1, true>(w, a, &m, nb, rc, out, ldo),
-                2 => q4_k_strip_cols::<2, true>(w, a, &m, nb, rc, out, ldo),
-                3 => q4_k_strip_cols::<3, true>(w, a, &m, nb, rc, out, ldo),
-                4 => q4_k_strip_cols::<4, false>(w, a, &m, nb, rc, out, ldo),
-                5 => q4_k_strip_cols::<5, false>(w, a, &m, nb, rc, out, ldo),
-                6 => q4_k_strip_cols::<6, false>(w, a, &m, nb, rc, out, ldo),
-                _ => q4_k_strip_cols::<7, false>(w, a, &m, nb, rc, out, ldo),
-            }
-        }
-    }
-    ACT_K.set(m);
-}
-
 // ---------------------------------------------------------------------------------------------
 // VNNI Q6_K strip kernel. Group `g` (values `16 g .. 16 g + 16`, in half `n = g / 8` as
 // quarter `m = g % 8 / 2`, words `j = 4 (g % 2) .. + 4`) of a strip's super-block
@@ -1618,43 +1574,125 @@ unsafe fn q6_k_strip_cols<const RN: usize, const SPLIT: bool>(
     }
 }
 
-/// The Q6_K strip gemm of both flavours: VNNI runs [`q6_k_strip_cols`] over every strip,
-/// [`STRIP_COLS`] columns at a time; the plain flavour runs the scalar twin.
+/// A k-quant strip gemm over strip blocks `P` (the shape of the scalar twins).
+type KStripFn<P> = fn(&[P], &[BlockQ8_K], usize, &mut [f32], usize);
+
+/// A k-quant strip layout for [`strips_k`]: its strip block, its scalar twin, the per-call
+/// activation summaries its column kernel needs, and the column kernel.
+trait KStrip {
+    type P;
+    const SCALAR: KStripFn<Self::P>;
+    /// Summaries of the activation blocks (empty when the kernel needs none).
+    fn prep(a: &[BlockQ8_K]) -> Vec<ActK>;
+    /// Gives the summaries' buffer back for the next call.
+    fn done(m: Vec<ActK>);
+    /// `RN` columns from `c0` against one strip, into rows `r0..r0 + 16` of `out`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW + VNNI + F16C; `w.len() == nb`; indexing is checked.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn cols<const RN: usize, const SPLIT: bool>(
+        w: &[Self::P],
+        a: &[BlockQ8_K],
+        m: &[ActK],
+        nb: usize,
+        rc: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    );
+}
+
+struct Q4KStrip;
+
+impl KStrip for Q4KStrip {
+    type P = BlockQ4_Kx16;
+    const SCALAR: KStripFn<BlockQ4_Kx16> = crate::scalar::gemm_q4_kx16_q8_k;
+    fn prep(a: &[BlockQ8_K]) -> Vec<ActK> {
+        act_k(a)
+    }
+    fn done(m: Vec<ActK>) {
+        ACT_K.set(m);
+    }
+    #[inline(always)]
+    unsafe fn cols<const RN: usize, const SPLIT: bool>(
+        w: &[BlockQ4_Kx16],
+        a: &[BlockQ8_K],
+        m: &[ActK],
+        nb: usize,
+        rc: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { q4_k_strip_cols::<RN, SPLIT>(w, a, m, nb, rc, out, ldo) }
+    }
+}
+
+struct Q6KStrip;
+
+impl KStrip for Q6KStrip {
+    type P = BlockQ6_Kx16;
+    const SCALAR: KStripFn<BlockQ6_Kx16> = crate::scalar::gemm_q6_kx16_q8_k;
+    fn prep(_: &[BlockQ8_K]) -> Vec<ActK> {
+        Vec::new()
+    }
+    fn done(_: Vec<ActK>) {}
+    #[inline(always)]
+    unsafe fn cols<const RN: usize, const SPLIT: bool>(
+        w: &[BlockQ6_Kx16],
+        a: &[BlockQ8_K],
+        _: &[ActK],
+        nb: usize,
+        rc: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { q6_k_strip_cols::<RN, SPLIT>(w, a, nb, rc, out, ldo) }
+    }
+}
+
+/// The k-quant strip gemms of both flavours: VNNI runs `S::cols` over every strip,
+/// [`STRIP_COLS`] columns at a time (fewer than 4 leftover columns with split chains); the
+/// plain flavour (never given repacked weights by a runtime that asks
+/// `Kernels::prefers_strips`) runs the scalar twin.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL + F16C (+ VNNI when `VNNI`); `w.len()` and `a.len()` multiples of `nb`,
 /// `out` covers every `c * ldo + r` (indexing is checked anyway).
 #[inline(always)]
-unsafe fn strips_q6_k<const VNNI: bool>(
-    w: &[BlockQ6_Kx16],
+unsafe fn strips_k<S: KStrip, const VNNI: bool>(
+    w: &[S::P],
     a: &[BlockQ8_K],
     nb: usize,
     out: &mut [f32],
     ldo: usize,
 ) {
     if !VNNI {
-        return crate::scalar::gemm_q6_kx16_q8_k(w, a, nb, out, ldo);
+        return (S::SCALAR)(w, a, nb, out, ldo);
     }
     let (strips, cols) = (w.len() / nb, a.len() / nb);
     let cf = cols / STRIP_COLS * STRIP_COLS;
+    let m = S::prep(a);
     // SAFETY: forwarded caller guarantees, VNNI present.
     unsafe {
         for (s, w) in w.chunks_exact(nb).enumerate().take(strips) {
             let r0 = s * STRIP_ROWS;
             for c0 in (0..cf).step_by(STRIP_COLS) {
-                q6_k_strip_cols::<STRIP_COLS, false>(w, a, nb, (r0, c0), out, ldo);
+                S::cols::<STRIP_COLS, false>(w, a, &m, nb, (r0, c0), out, ldo);
             }
             let rc = (r0, cf);
             match cols - cf {
                 0 => {}
-                1 => q6_k_strip_cols::<1, true>(w, a, nb, rc, out, ldo),
-                2 => q6_k_strip_cols::<2, true>(w, a, nb, rc, out, ldo),
-                3 => q6_k_strip_cols::<3, true>(w, a, nb, rc, out, ldo),
-                4 => q6_k_strip_cols::<4, false>(w, a, nb, rc, out, ldo),
-                5 => q6_k_strip_cols::<5, false>(w, a, nb, rc, out, ldo),
-                6 => q6_k_strip_cols::<6, false>(w, a, nb, rc, out, ldo),
-                _ => q6_k_strip_cols::<7, false>(w, a, nb, rc, out, ldo),
+                1 => S::cols::<1, true>(w, a, &m, nb, rc, out, ldo),
+                2 => S::cols::<2, true>(w, a, &m, nb, rc, out, ldo),
+                3 => S::cols::<3, true>(w, a, &m, nb, rc, out, ldo),
+                4 => S::cols::<4, false>(w, a, &m, nb, rc, out, ldo),
+                5 => S::cols::<5, false>(w, a, &m, nb, rc, out, ldo),
+                6 => S::cols::<6, false>(w, a, &m, nb, rc, out, ldo),
+                _ => S::cols::<7, false>(w, a, &m, nb, rc, out, ldo),
             }
         }
     }
+    S::done(m);
 }
