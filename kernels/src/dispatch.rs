@@ -510,7 +510,7 @@ impl Kernels {
     /// [`Kernels::gemm_q4_kx16_q8_k`]); elsewhere the strip gemms are the scalar twins and the
     /// plain-layout gemms should be used.
     pub fn prefers_strips(&self) -> bool {
-        self.isa == Isa::Avx512Vnni
+        matches!(self.isa, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni)
     }
 
     strip_gemm!(/// Q4_0 strips x Q8_0 columns (weights repacked at load).

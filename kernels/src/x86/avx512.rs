@@ -853,6 +853,8 @@ unsafe fn gemm_q8_0_q8_0_body<const VNNI: bool>(
 // computed once per call.
 
 use crate::repack::{self, Lanes, STRIP_ROWS, Scales16};
+use crate::x86::avx2_strips;
+use crate::x86::strips::{self, ActBlock, ActK, BlockStrips, StripKernel};
 
 /// Fewest activation columns for which repacking plain-layout weights per call beats the pair
 /// tiles (repacking a strip costs about as much as two columns of work).
@@ -861,22 +863,10 @@ const STRIP_MIN_COLS: usize = 4;
 /// Activation columns per pass over a strip.
 const STRIP_COLS: usize = 8;
 
-/// Per activation block: its scale as f32 and the accumulator seed that removes the weights'
-/// unsigned offset (`-offset * sum(q)`).
-#[derive(Clone, Copy, Default)]
-struct ActBlock {
-    d: f32,
-    seed: i32,
-}
-
 thread_local! {
-    static ACT_BLOCKS: std::cell::Cell<Vec<ActBlock>> = const { std::cell::Cell::new(Vec::new()) };
     static STRIP_Q: std::cell::Cell<Vec<Lanes>> = const { std::cell::Cell::new(Vec::new()) };
     static STRIP_D: std::cell::Cell<Vec<Scales16>> = const { std::cell::Cell::new(Vec::new()) };
 }
-
-/// A strip gemm: `(q, d, a, nb, out, ldo)` as `Kernels::gemm_q4_0x16_q8_0`'s kernel.
-type StripFn = fn(&[Lanes], &[Scales16], &[BlockQ8_0], usize, &mut [f32], usize);
 
 /// A weight format in the strip kernels.
 trait Strip {
@@ -884,8 +874,8 @@ trait Strip {
     type W;
     /// The pair tile of the same format (for rows a strip gemm leaves over).
     type Pair: PairTile<W = Self::W>;
-    /// The scalar twin of the strip gemm (the plain AVX-512 flavour's kernel).
-    const SCALAR: StripFn;
+    /// The same format in the AVX2 strip kernels (the plain AVX-512 flavour's kernel).
+    type Avx2: avx2_strips::Fmt;
     /// 4-byte groups per block.
     const GROUPS: usize;
     /// The unsigned weights' offset (the signed value is `u - OFFSET`).
@@ -905,7 +895,7 @@ struct Q4_0Strip;
 impl Strip for Q4_0Strip {
     type W = BlockQ4_0;
     type Pair = Q4_0Pair;
-    const SCALAR: StripFn = crate::scalar::gemm_q4_0x16_q8_0;
+    type Avx2 = avx2_strips::Q4_0;
     const GROUPS: usize = repack::Q4_0_GROUPS;
     const OFFSET: i32 = 8;
     fn repack(w: &[BlockQ4_0], nb: usize, q: &mut [Lanes], d: &mut [Scales16]) {
@@ -933,7 +923,7 @@ struct Q8_0Strip;
 impl Strip for Q8_0Strip {
     type W = BlockQ8_0;
     type Pair = Q8_0Pair;
-    const SCALAR: StripFn = crate::scalar::gemm_q8_0x16_q8_0;
+    type Avx2 = avx2_strips::Q8_0;
     const GROUPS: usize = repack::Q8_0_GROUPS;
     const OFFSET: i32 = 128;
     fn repack(w: &[BlockQ8_0], nb: usize, q: &mut [Lanes], d: &mut [Scales16]) {
@@ -950,25 +940,6 @@ impl Strip for Q8_0Strip {
             (w, _mm512_cvtph_ps(_mm256_load_si256(d.0.as_ptr().cast())))
         }
     }
-}
-
-/// The per-block summaries of `a`, into this thread's buffer (give it back with
-/// `ACT_BLOCKS.set`).
-///
-/// # Safety
-/// F16C.
-#[inline(always)]
-unsafe fn act_blocks<S: Strip>(a: &[BlockQ8_0]) -> Vec<ActBlock> {
-    let mut m = ACT_BLOCKS.take();
-    m.clear();
-    for b in a {
-        m.push(ActBlock {
-            // SAFETY: F16C guaranteed by the caller.
-            d: unsafe { f16_to_f32(b.d) },
-            seed: -S::OFFSET * b.qs.iter().map(|&q| i32::from(q)).sum::<i32>(),
-        });
-    }
-    m
 }
 
 /// `RN` activation columns from `c0` against one strip (`q`, `d`: its `nb` blocks), written to
@@ -1051,6 +1022,42 @@ unsafe fn strip_col<S: Strip>(
     }
 }
 
+/// The VNNI column kernels of format `S` for the strip driver.
+struct Vnni<S>(std::marker::PhantomData<S>);
+
+impl<S: Strip> StripKernel for Vnni<S> {
+    type W<'a> = BlockStrips<'a>;
+    type A = BlockQ8_0;
+    type M = ActBlock;
+    const COLS: usize = STRIP_COLS;
+    fn prep(a: &[BlockQ8_0]) -> Vec<ActBlock> {
+        strips::act_blocks(S::OFFSET, a)
+    }
+    fn done(m: Vec<ActBlock>) {
+        strips::give_back_blocks(m)
+    }
+    #[inline(always)]
+    unsafe fn cols<const RN: usize, const SPLIT: bool>(
+        w: BlockStrips<'_>,
+        a: &[BlockQ8_0],
+        m: &[ActBlock],
+        nb: usize,
+        (r0, c0): (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe {
+            if RN == 1 && SPLIT {
+                let (a, m) = (&a[c0 * nb..(c0 + 1) * nb], &m[c0 * nb..(c0 + 1) * nb]);
+                strip_col::<S>((w.q, w.d), a, m, &mut out[c0 * ldo + r0..]);
+            } else {
+                strip_cols::<S, RN>((w.q, w.d), a, m, nb, (r0, c0), out, ldo);
+            }
+        }
+    }
+}
+
 /// Every strip of a repacked matrix (`q`, `d`; `nb` blocks per row) against every column of
 /// `a`: `out[c * ldo + r]` for row `r` of the strips given.
 ///
@@ -1059,61 +1066,19 @@ unsafe fn strip_col<S: Strip>(
 /// `a.len()` multiples of `nb`, `out` covers every `c * ldo + r` (indexing is checked anyway).
 #[inline(always)]
 unsafe fn gemm_strips_repacked<S: Strip>(
-    qd: (&[Lanes], &[Scales16]),
-    a: &[BlockQ8_0],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    // SAFETY: forwarded caller guarantees.
-    unsafe {
-        let m = act_blocks::<S>(a);
-        run_strips::<S>(qd, a, &m, nb, out, ldo);
-        ACT_BLOCKS.set(m);
-    }
-}
-
-/// [`gemm_strips_repacked`] given the activations' summaries `m`.
-///
-/// # Safety
-/// As [`gemm_strips_repacked`], `m.len() == a.len()`.
-#[inline(always)]
-unsafe fn run_strips<S: Strip>(
     (q, d): (&[Lanes], &[Scales16]),
     a: &[BlockQ8_0],
-    m: &[ActBlock],
     nb: usize,
     out: &mut [f32],
     ldo: usize,
 ) {
-    let (strips, cols) = (d.len() / nb, a.len() / nb);
-    let cf = cols / STRIP_COLS * STRIP_COLS;
+    let w = BlockStrips {
+        q,
+        d,
+        groups: S::GROUPS,
+    };
     // SAFETY: forwarded caller guarantees.
-    unsafe {
-        for s in 0..strips {
-            let qs = &q[s * nb * S::GROUPS..(s + 1) * nb * S::GROUPS];
-            let strip = (qs, &d[s * nb..(s + 1) * nb]);
-            let r0 = s * STRIP_ROWS;
-            if cols == 1 {
-                strip_col::<S>(strip, a, m, &mut out[r0..]);
-                continue;
-            }
-            for c0 in (0..cf).step_by(STRIP_COLS) {
-                strip_cols::<S, STRIP_COLS>(strip, a, m, nb, (r0, c0), out, ldo);
-            }
-            let rc = (r0, cf);
-            match cols - cf {
-                0 => {}
-                1 => strip_cols::<S, 1>(strip, a, m, nb, rc, out, ldo),
-                2 => strip_cols::<S, 2>(strip, a, m, nb, rc, out, ldo),
-                3 => strip_cols::<S, 3>(strip, a, m, nb, rc, out, ldo),
-                4 => strip_cols::<S, 4>(strip, a, m, nb, rc, out, ldo),
-                5 => strip_cols::<S, 5>(strip, a, m, nb, rc, out, ldo),
-                6 => strip_cols::<S, 6>(strip, a, m, nb, rc, out, ldo),
-                _ => strip_cols::<S, 7>(strip, a, m, nb, rc, out, ldo),
-            }
-        }
-    }
+    unsafe { strips::drive::<Vnni<S>>(w, a, nb, out, ldo) }
 }
 
 /// Plain-layout weights through the strip kernels: each 16-row strip is repacked into a
@@ -1139,12 +1104,17 @@ unsafe fn gemm_strips<S: Strip>(
     d.resize(nb, Scales16([0; STRIP_ROWS]));
     // SAFETY: forwarded caller guarantees; `q` and `d` hold one strip.
     unsafe {
-        let m = act_blocks::<S>(a);
+        let m = strips::act_blocks(S::OFFSET, a);
         for r0 in (0..rs).step_by(STRIP_ROWS) {
             S::repack(&w[r0 * nb..(r0 + STRIP_ROWS) * nb], nb, &mut q, &mut d);
-            run_strips::<S>((&q, &d), a, &m, nb, &mut out[r0..], ldo);
+            let st = BlockStrips {
+                q: &q,
+                d: &d,
+                groups: S::GROUPS,
+            };
+            strips::drive_with::<Vnni<S>>(st, a, &m, nb, &mut out[r0..], ldo);
         }
-        ACT_BLOCKS.set(m);
+        strips::give_back_blocks(m);
         STRIP_Q.set(q);
         STRIP_D.set(d);
         if rs < rows {
@@ -1307,9 +1277,8 @@ unsafe fn gemv_pairs<T: PairTile>(w: &[T::W], a: &[BlockQ8_0], nb: usize, out: &
     PREP_A.set(prep);
 }
 
-/// The strip gemms of both flavours: VNNI runs the strip kernels; the plain flavour (never
-/// given repacked weights by a runtime that asks `Kernels::prefers_strips`) runs the scalar
-/// twin.
+/// The strip gemms of both flavours: VNNI runs the VNNI strip kernels, the plain flavour the
+/// AVX2 ones (compiled for AVX-512).
 ///
 /// # Safety
 /// As [`gemm_strips_repacked`] (VNNI only when `VNNI`).
@@ -1326,7 +1295,8 @@ unsafe fn strips<S: Strip, const VNNI: bool>(
         // SAFETY: forwarded caller guarantees, VNNI present.
         unsafe { gemm_strips_repacked::<S>((q, d), a, nb, out, ldo) }
     } else {
-        (S::SCALAR)(q, d, a, nb, out, ldo)
+        // SAFETY: forwarded caller guarantees (AVX-512 includes AVX2 + FMA + F16C).
+        unsafe { avx2_strips::strips_body::<S::Avx2>(q, d, a, nb, out, ldo) }
     }
 }
 
@@ -1341,42 +1311,6 @@ unsafe fn strips<S: Strip, const VNNI: bool>(
 // the result is bit-equal to the scalar twin.
 
 use repack::BlockQ4_Kx16;
-
-/// Per Q8_K activation block: its scale and its pair sums `b_s = bsums[2 s] + bsums[2 s + 1]`
-/// split as `b_s = 256 hi_s + lo_s` with `lo_s` in -128..=127 (so `|hi_s| <= 17`), both as
-/// signed bytes, four sub-blocks per word: `bs = [hi 0..4, hi 4..8, lo 0..4, lo 4..8]`. Against
-/// the strip's min bytes ([`BlockQ4_Kx16::mins`], unsigned) `vpdpbusd` then gives
-/// `msum = 256 * sum_s min_s * hi_s + sum_s min_s * lo_s` exactly. A pair sum is at most
-/// `32 * 128` in magnitude for blocks made by the quantizer (consistent `bsums`).
-#[derive(Clone, Copy, Default)]
-struct ActK {
-    d: f32,
-    bs: [i32; 4],
-}
-
-thread_local! {
-    static ACT_K: std::cell::Cell<Vec<ActK>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// The [`ActK`] summaries of `a`, into this thread's buffer (give it back with `ACT_K.set`).
-fn act_k(a: &[BlockQ8_K]) -> Vec<ActK> {
-    let mut m = ACT_K.take();
-    m.clear();
-    for b in a {
-        let pair = |s: usize| i32::from(b.bsums[2 * s]) + i32::from(b.bsums[2 * s + 1]);
-        // lo in -128..=127 and hi = (b - lo) / 256, exactly.
-        let lo = |s: usize| (pair(s) as i8) as i32;
-        let hi = |s: usize| (pair(s) - lo(s)) >> 8;
-        let word = |f: &dyn Fn(usize) -> i32, s0: usize| {
-            i32::from_le_bytes(std::array::from_fn(|i| f(s0 + i) as i8 as u8))
-        };
-        m.push(ActK {
-            d: b.d,
-            bs: [word(&hi, 0), word(&hi, 4), word(&lo, 0), word(&lo, 4)],
-        });
-    }
-    m
-}
 
 /// Activation word `t` from `qs` (bytes `4 t .. 4 t + 4`) in every i32 lane.
 ///
@@ -1574,44 +1508,19 @@ unsafe fn q6_k_strip_cols<const RN: usize, const SPLIT: bool>(
     }
 }
 
-/// A k-quant strip gemm over strip blocks `P` (the shape of the scalar twins).
-type KStripFn<P> = fn(&[P], &[BlockQ8_K], usize, &mut [f32], usize);
-
-/// A k-quant strip layout for [`strips_k`]: its strip block, its scalar twin, the per-call
-/// activation summaries its column kernel needs, and the column kernel.
-trait KStrip {
-    type P;
-    const SCALAR: KStripFn<Self::P>;
-    /// Summaries of the activation blocks (empty when the kernel needs none).
-    fn prep(a: &[BlockQ8_K]) -> Vec<ActK>;
-    /// Gives the summaries' buffer back for the next call.
-    fn done(m: Vec<ActK>);
-    /// `RN` columns from `c0` against one strip, into rows `r0..r0 + 16` of `out`.
-    ///
-    /// # Safety
-    /// AVX-512 F/BW + VNNI + F16C; `w.len() == nb`; indexing is checked.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn cols<const RN: usize, const SPLIT: bool>(
-        w: &[Self::P],
-        a: &[BlockQ8_K],
-        m: &[ActK],
-        nb: usize,
-        rc: (usize, usize),
-        out: &mut [f32],
-        ldo: usize,
-    );
-}
-
+/// Q4_K strips, VNNI column kernel.
 struct Q4KStrip;
 
-impl KStrip for Q4KStrip {
-    type P = BlockQ4_Kx16;
-    const SCALAR: KStripFn<BlockQ4_Kx16> = crate::scalar::gemm_q4_kx16_q8_k;
+impl StripKernel for Q4KStrip {
+    type W<'a> = &'a [BlockQ4_Kx16];
+    type A = BlockQ8_K;
+    type M = ActK;
+    const COLS: usize = STRIP_COLS;
     fn prep(a: &[BlockQ8_K]) -> Vec<ActK> {
-        act_k(a)
+        strips::act_k(a)
     }
     fn done(m: Vec<ActK>) {
-        ACT_K.set(m);
+        strips::give_back_k(m)
     }
     #[inline(always)]
     unsafe fn cols<const RN: usize, const SPLIT: bool>(
@@ -1628,20 +1537,23 @@ impl KStrip for Q4KStrip {
     }
 }
 
+/// Q6_K strips, VNNI column kernel.
 struct Q6KStrip;
 
-impl KStrip for Q6KStrip {
-    type P = BlockQ6_Kx16;
-    const SCALAR: KStripFn<BlockQ6_Kx16> = crate::scalar::gemm_q6_kx16_q8_k;
-    fn prep(_: &[BlockQ8_K]) -> Vec<ActK> {
+impl StripKernel for Q6KStrip {
+    type W<'a> = &'a [BlockQ6_Kx16];
+    type A = BlockQ8_K;
+    type M = ();
+    const COLS: usize = STRIP_COLS;
+    fn prep(_: &[BlockQ8_K]) -> Vec<()> {
         Vec::new()
     }
-    fn done(_: Vec<ActK>) {}
+    fn done(_: Vec<()>) {}
     #[inline(always)]
     unsafe fn cols<const RN: usize, const SPLIT: bool>(
         w: &[BlockQ6_Kx16],
         a: &[BlockQ8_K],
-        _: &[ActK],
+        _: &[()],
         nb: usize,
         rc: (usize, usize),
         out: &mut [f32],
@@ -1652,47 +1564,47 @@ impl KStrip for Q6KStrip {
     }
 }
 
-/// The k-quant strip gemms of both flavours: VNNI runs `S::cols` over every strip,
-/// [`STRIP_COLS`] columns at a time (fewer than 4 leftover columns with split chains); the
-/// plain flavour (never given repacked weights by a runtime that asks
-/// `Kernels::prefers_strips`) runs the scalar twin.
+/// The k-quant strip gemms of both flavours: VNNI runs the strip driver over `S`'s column
+/// kernel, the plain flavour over the AVX2 column kernel of the same layout.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL + F16C (+ VNNI when `VNNI`); `w.len()` and `a.len()` multiples of `nb`,
 /// `out` covers every `c * ldo + r` (indexing is checked anyway).
 #[inline(always)]
-unsafe fn strips_k<S: KStrip, const VNNI: bool>(
+unsafe fn strips_k<S, const VNNI: bool>(
     w: &[S::P],
     a: &[BlockQ8_K],
     nb: usize,
     out: &mut [f32],
     ldo: usize,
-) {
-    if !VNNI {
-        return (S::SCALAR)(w, a, nb, out, ldo);
-    }
-    let (strips, cols) = (w.len() / nb, a.len() / nb);
-    let cf = cols / STRIP_COLS * STRIP_COLS;
-    let m = S::prep(a);
-    // SAFETY: forwarded caller guarantees, VNNI present.
+) where
+    S: KTwin,
+    for<'a> S: StripKernel<W<'a> = &'a [S::P], A = BlockQ8_K>,
+    for<'a> S::Avx2: StripKernel<W<'a> = &'a [S::P], A = BlockQ8_K>,
+{
+    // SAFETY: forwarded caller guarantees (VNNI present when `VNNI`; AVX-512 includes AVX2 +
+    // FMA + F16C).
     unsafe {
-        for (s, w) in w.chunks_exact(nb).enumerate().take(strips) {
-            let r0 = s * STRIP_ROWS;
-            for c0 in (0..cf).step_by(STRIP_COLS) {
-                S::cols::<STRIP_COLS, false>(w, a, &m, nb, (r0, c0), out, ldo);
-            }
-            let rc = (r0, cf);
-            match cols - cf {
-                0 => {}
-                1 => S::cols::<1, true>(w, a, &m, nb, rc, out, ldo),
-                2 => S::cols::<2, true>(w, a, &m, nb, rc, out, ldo),
-                3 => S::cols::<3, true>(w, a, &m, nb, rc, out, ldo),
-                4 => S::cols::<4, false>(w, a, &m, nb, rc, out, ldo),
-                5 => S::cols::<5, false>(w, a, &m, nb, rc, out, ldo),
-                6 => S::cols::<6, false>(w, a, &m, nb, rc, out, ldo),
-                _ => S::cols::<7, false>(w, a, &m, nb, rc, out, ldo),
-            }
+        if VNNI {
+            strips::drive::<S>(w, a, nb, out, ldo)
+        } else {
+            strips::drive::<S::Avx2>(w, a, nb, out, ldo)
         }
     }
-    S::done(m);
+}
+
+/// A k-quant strip layout's block and its AVX2 column kernel.
+trait KTwin {
+    type P;
+    type Avx2;
+}
+
+impl KTwin for Q4KStrip {
+    type P = BlockQ4_Kx16;
+    type Avx2 = avx2_strips::Q4K;
+}
+
+impl KTwin for Q6KStrip {
+    type P = BlockQ6_Kx16;
+    type Avx2 = avx2_strips::Q6K;
 }

@@ -38,7 +38,9 @@ macro_rules! kernels {
 }
 
 pub(crate) mod avx2;
+pub(crate) mod avx2_strips;
 pub(crate) mod avx512;
+pub(crate) mod strips;
 
 use std::arch::x86_64::*;
 

@@ -1,0 +1,513 @@
+//! AVX2 column kernels for the 16-row strips ([`crate::repack`]), run by the one strip driver
+//! ([`super::strips`]). A strip is two halves of 8 rows: lanes 0..8 and 8..16 of every
+//! [`Lanes`] are one 256-bit register each, and each half makes its 8 output rows on its own.
+//!
+//! Without `vpdpbusd` the byte products go through `vpmaddubsw` (unsigned x signed bytes to
+//! saturating i16 pair sums), so every kernel keeps its unsigned weights small enough that no
+//! pair sum and no i16 running sum can saturate: 4-bit values (<= 15) times any activation byte
+//! (|a| <= 128) make pair sums of at most 3840 in magnitude, and eight of them still fit i16;
+//! 6-bit values make 16128, two of which fit. Q8_0 weights (biased to unsigned, 0..=255) are
+//! split in their two nibbles (`u = 16 hi + lo`). The i16 sums then go to i32 lanes with
+//! `vpmaddwd`, against ones or directly against the per-row scales, so every integer below is
+//! exact for every input byte, and the k-quant kernels end in the scalar twins' own float
+//! expression (bit-equal to them); the Q4_0/Q8_0 kernels accumulate in their own order.
+
+use std::arch::x86_64::*;
+
+use cinder_quant::block::{BlockQ8_0, BlockQ8_K};
+
+use crate::repack::{self, BlockQ4_Kx16, BlockQ6_Kx16, Lanes, Scales16};
+use crate::x86::strips::{self, ActBlock, ActK, BlockStrips, StripKernel};
+
+/// Rows per half strip.
+const HALF: usize = 8;
+
+/// Activation columns per full call of a column kernel (16 registers: 8 weights, 4
+/// accumulators and the temporaries).
+const COLS: usize = 4;
+
+/// Activation word `t` (bytes `4 t .. 4 t + 4` from `qs`) in every i32 lane.
+///
+/// # Safety
+/// AVX; those bytes are readable.
+#[inline(always)]
+unsafe fn bcast(qs: *const i8, t: usize) -> __m256i {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { _mm256_set1_epi32(qs.add(4 * t).cast::<i32>().read_unaligned()) }
+}
+
+/// Half `h` (rows `8 h .. 8 h + 8`) of a 16-row group.
+///
+/// # Safety
+/// AVX; `l` is 64-byte aligned (every `Lanes` is).
+#[inline(always)]
+unsafe fn half(l: &Lanes, h: usize) -> __m256i {
+    // SAFETY: `l.0[8 h ..]` is 32 bytes at a 32-byte aligned offset of an aligned `Lanes`.
+    unsafe { _mm256_load_si256(l.0.as_ptr().add(HALF * h).cast()) }
+}
+
+/// The 8 f16 values at `p` (16-byte aligned) as f32.
+///
+/// # Safety
+/// AVX + F16C; 16 readable, 16-byte aligned bytes at `p`.
+#[inline(always)]
+unsafe fn f16x8(p: *const u16) -> __m256 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { _mm256_cvtph_ps(_mm_load_si128(p.cast())) }
+}
+
+/// The 8 bytes at `p` sign- (`SIGNED`) or zero-extended to one i16 in both halves of each i32
+/// lane, the operand of `vpmaddwd` that multiplies both i16 pair sums of a row by its scale.
+///
+/// # Safety
+/// AVX2; 8 readable bytes at `p`.
+#[inline(always)]
+unsafe fn scale_pairs<const SIGNED: bool>(p: *const u8) -> __m256i {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        let b = _mm_loadl_epi64(p.cast());
+        let s = if SIGNED {
+            _mm256_cvtepi8_epi32(b)
+        } else {
+            _mm256_cvtepu8_epi32(b)
+        };
+        _mm256_or_si256(
+            _mm256_and_si256(s, _mm256_set1_epi32(0xFFFF)),
+            _mm256_slli_epi32(s, 16),
+        )
+    }
+}
+
+/// `sum_t maddubs(w[t], word t of qs)` as i16 pair sums, in one chain or two (`SPLIT`); exact
+/// when the result fits i16 (see the module documentation).
+///
+/// # Safety
+/// AVX2; bytes `0 .. 4 N` at `qs` readable.
+#[inline(always)]
+unsafe fn madd_words<const N: usize, const SPLIT: bool>(
+    w: &[__m256i; N],
+    qs: *const i8,
+) -> __m256i {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        let mut p = [_mm256_setzero_si256(); 2];
+        for (t, &w) in w.iter().enumerate() {
+            let i = if SPLIT { t & 1 } else { 0 };
+            p[i] = _mm256_add_epi16(p[i], _mm256_maddubs_epi16(w, bcast(qs, t)));
+        }
+        if SPLIT {
+            _mm256_add_epi16(p[0], p[1])
+        } else {
+            p[0]
+        }
+    }
+}
+
+/// Stores half `h` of `RN` columns' 8-row results at `out[(c0 + c) * ldo + r0 + 8 h ..]`.
+///
+/// # Safety
+/// AVX; indexing is checked.
+#[inline(always)]
+unsafe fn store_half<const RN: usize>(
+    acc: &[__m256; RN],
+    (r0, c0, h): (usize, usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    for (c, &v) in acc.iter().enumerate() {
+        let o = &mut out[(c0 + c) * ldo + r0 + HALF * h..][..HALF];
+        // SAFETY: `o` holds 8 floats.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), v) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q4_0 and Q8_0 strips.
+
+/// A 32-value weight format in strips: its integer dots of one half block against `RN`
+/// activation blocks.
+pub(crate) trait Fmt {
+    /// 4-byte groups per block.
+    const GROUPS: usize;
+    /// The unsigned weights' offset (the signed value is `u - OFFSET`).
+    const OFFSET: i32;
+    /// `sum_i u_i a_i` (unsigned weights) per row of half `h` of one block (`q`, its groups)
+    /// against the 32 activation bytes at each `qs[c]`.
+    ///
+    /// # Safety
+    /// AVX2; `q` holds the block's groups, 32 bytes readable at each `qs[c]`.
+    unsafe fn idots<const RN: usize, const SPLIT: bool>(
+        q: &[Lanes],
+        h: usize,
+        qs: [*const i8; RN],
+    ) -> [__m256i; RN];
+}
+
+/// Q4_0: register `s < 8` of a half block holds the low (`s < 4`) or high nibbles of group
+/// `s % 4`, against activation word `s`; eight pair sums of nibbles fit i16.
+pub(crate) struct Q4_0;
+
+impl Fmt for Q4_0 {
+    const GROUPS: usize = repack::Q4_0_GROUPS;
+    const OFFSET: i32 = 8;
+    #[inline(always)]
+    unsafe fn idots<const RN: usize, const SPLIT: bool>(
+        q: &[Lanes],
+        h: usize,
+        qs: [*const i8; RN],
+    ) -> [__m256i; RN] {
+        // SAFETY: forwarded caller guarantees.
+        unsafe {
+            let nib = _mm256_set1_epi8(0x0F);
+            let mut w = [_mm256_setzero_si256(); 8];
+            for g in 0..4 {
+                let raw = half(&q[g], h);
+                w[g] = _mm256_and_si256(raw, nib);
+                w[4 + g] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nib);
+            }
+            let ones = _mm256_set1_epi16(1);
+            let mut out = [_mm256_setzero_si256(); RN];
+            for (o, &qs) in out.iter_mut().zip(&qs) {
+                *o = _mm256_madd_epi16(madd_words::<8, SPLIT>(&w, qs), ones);
+            }
+            out
+        }
+    }
+}
+
+/// Q8_0 (bytes biased to unsigned, `u = w + 128`): `u = 16 hi + lo`, each nibble against the
+/// activations in its own i16 chain, four groups at a time.
+pub(crate) struct Q8_0;
+
+impl Fmt for Q8_0 {
+    const GROUPS: usize = repack::Q8_0_GROUPS;
+    const OFFSET: i32 = 128;
+    #[inline(always)]
+    unsafe fn idots<const RN: usize, const SPLIT: bool>(
+        q: &[Lanes],
+        h: usize,
+        qs: [*const i8; RN],
+    ) -> [__m256i; RN] {
+        // SAFETY: forwarded caller guarantees.
+        unsafe {
+            let nib = _mm256_set1_epi8(0x0F);
+            let (mut lo, mut hi) = ([_mm256_setzero_si256(); RN], [_mm256_setzero_si256(); RN]);
+            for part in 0..2 {
+                let (mut wl, mut wh) = ([_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]);
+                for t in 0..4 {
+                    let raw = half(&q[4 * part + t], h);
+                    wl[t] = _mm256_and_si256(raw, nib);
+                    wh[t] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nib);
+                }
+                for c in 0..RN {
+                    let p = qs[c].add(16 * part);
+                    lo[c] = _mm256_add_epi16(lo[c], madd_words::<4, false>(&wl, p));
+                    hi[c] = _mm256_add_epi16(hi[c], madd_words::<4, false>(&wh, p));
+                }
+            }
+            let (ones, sixteen) = (_mm256_set1_epi16(1), _mm256_set1_epi16(16));
+            for (lo, &hi) in lo.iter_mut().zip(&hi) {
+                *lo =
+                    _mm256_add_epi32(_mm256_madd_epi16(*lo, ones), _mm256_madd_epi16(hi, sixteen));
+            }
+            lo
+        }
+    }
+}
+
+/// The AVX2 column kernel of format `F`.
+pub(crate) struct Blocks<F>(std::marker::PhantomData<F>);
+
+impl<F: Fmt> StripKernel for Blocks<F> {
+    type W<'a> = BlockStrips<'a>;
+    type A = BlockQ8_0;
+    type M = ActBlock;
+    const COLS: usize = COLS;
+    fn prep(a: &[BlockQ8_0]) -> Vec<ActBlock> {
+        strips::act_blocks(F::OFFSET, a)
+    }
+    fn done(m: Vec<ActBlock>) {
+        strips::give_back_blocks(m)
+    }
+    #[inline(always)]
+    unsafe fn cols<const RN: usize, const SPLIT: bool>(
+        w: BlockStrips<'_>,
+        a: &[BlockQ8_0],
+        m: &[ActBlock],
+        nb: usize,
+        (r0, c0): (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let a = &a[c0 * nb..(c0 + RN) * nb];
+        let m = &m[c0 * nb..(c0 + RN) * nb];
+        // SAFETY: features guaranteed by the caller; `w.q` holds `nb * GROUPS` groups and
+        // `w.d` `nb` scales (one strip); each activation read is inside its block's 32 bytes.
+        unsafe {
+            for h in 0..2 {
+                let mut acc = [[_mm256_setzero_ps(); RN]; 2];
+                for k in 0..nb {
+                    let q = &w.q[k * F::GROUPS..(k + 1) * F::GROUPS];
+                    let dw = f16x8(w.d[k].0.as_ptr().add(HALF * h));
+                    let mut qs = [std::ptr::null(); RN];
+                    for (c, qs) in qs.iter_mut().enumerate() {
+                        *qs = a[c * nb + k].qs.as_ptr();
+                    }
+                    let is = F::idots::<RN, SPLIT>(q, h, qs);
+                    let j = if SPLIT { k & 1 } else { 0 };
+                    for c in 0..RN {
+                        let mb = m[c * nb + k];
+                        let i = _mm256_add_epi32(is[c], _mm256_set1_epi32(mb.seed));
+                        let sc = _mm256_mul_ps(dw, _mm256_set1_ps(mb.d));
+                        acc[j][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, acc[j][c]);
+                    }
+                }
+                let [mut acc, odd] = acc;
+                if SPLIT {
+                    for (a, &b) in acc.iter_mut().zip(&odd) {
+                        *a = _mm256_add_ps(*a, b);
+                    }
+                }
+                store_half(&acc, (r0, c0, h), out, ldo);
+            }
+        }
+    }
+}
+
+/// The Q4_0 / Q8_0 strip gemms (`Kernels::gemm_q4_0x16_q8_0` / `gemm_q8_0x16_q8_0`).
+///
+/// # Safety
+/// AVX2 + FMA + F16C; `q.len() == d.len() * F::GROUPS`, `d.len()` and `a.len()` multiples of
+/// `nb`, `out` covers every `c * ldo + r` (indexing is checked anyway).
+#[inline(always)]
+pub(crate) unsafe fn strips_body<F: Fmt>(
+    q: &[Lanes],
+    d: &[Scales16],
+    a: &[BlockQ8_0],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let w = BlockStrips {
+        q,
+        d,
+        groups: F::GROUPS,
+    };
+    // SAFETY: forwarded caller guarantees.
+    unsafe { strips::drive::<Blocks<F>>(w, a, nb, out, ldo) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q4_K strips. Per half, super-block and sub-block `s`: 8 registers of nibbles, each column's
+// 8 `vpmaddubsw` summed in i16 (<= 8 * 3840), then one `vpmaddwd` against the rows' scales
+// gives `scale_s * p_s` in each row's i32 lane. The mins: `vpmaddubsw` of the min bytes against
+// the split pair sums of `ActK` (<= 4 * 63 * 128 per i16), `vpmaddwd` by ones. Float step: the
+// scalar's.
+
+/// Q4_K strips, AVX2 column kernel.
+pub(crate) struct Q4K;
+
+impl StripKernel for Q4K {
+    type W<'a> = &'a [BlockQ4_Kx16];
+    type A = BlockQ8_K;
+    type M = ActK;
+    const COLS: usize = COLS;
+    fn prep(a: &[BlockQ8_K]) -> Vec<ActK> {
+        strips::act_k(a)
+    }
+    fn done(m: Vec<ActK>) {
+        strips::give_back_k(m)
+    }
+    #[inline(always)]
+    unsafe fn cols<const RN: usize, const SPLIT: bool>(
+        w: &[BlockQ4_Kx16],
+        a: &[BlockQ8_K],
+        m: &[ActK],
+        nb: usize,
+        (r0, c0): (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let a = &a[c0 * nb..(c0 + RN) * nb];
+        let m = &m[c0 * nb..(c0 + RN) * nb];
+        // SAFETY: features guaranteed by the caller; the aligned loads read 32-byte halves of
+        // 64-byte aligned `Lanes`, 8 bytes of `scales[s]` and 16-byte aligned halves of the
+        // `Scales16` fields; each activation read is inside its block's `qs`
+        // (`32 s + 32 <= 256`).
+        unsafe {
+            let nib = _mm256_set1_epi8(0x0F);
+            let ones = _mm256_set1_epi16(1);
+            for h in 0..2 {
+                let mut accf = [_mm256_setzero_ps(); RN];
+                for (k, b) in w.iter().enumerate().take(nb) {
+                    let mut isum = [_mm256_setzero_si256(); RN];
+                    for s in 0..8 {
+                        let mut wv = [_mm256_setzero_si256(); 8];
+                        for (t, wv) in wv.iter_mut().enumerate() {
+                            let raw = half(&b.qs[8 * (s / 2) + t], h);
+                            let raw = if s % 2 == 0 {
+                                raw
+                            } else {
+                                _mm256_srli_epi16(raw, 4)
+                            };
+                            *wv = _mm256_and_si256(raw, nib);
+                        }
+                        let sc = scale_pairs::<false>(b.scales[s].as_ptr().add(HALF * h));
+                        for (c, isum) in isum.iter_mut().enumerate() {
+                            let qs = a[c * nb + k].qs.as_ptr().add(32 * s);
+                            let p = madd_words::<8, SPLIT>(&wv, qs);
+                            *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(p, sc));
+                        }
+                    }
+                    let d = f16x8(b.d.0.as_ptr().add(HALF * h));
+                    let dmin = f16x8(b.dmin.0.as_ptr().add(HALF * h));
+                    let mins = [half(&b.mins[0], h), half(&b.mins[1], h)];
+                    for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
+                        let mk = &m[c * nb + k];
+                        let part = |w0: i32, w1: i32| {
+                            let p0 = _mm256_maddubs_epi16(mins[0], _mm256_set1_epi32(w0));
+                            let p1 = _mm256_maddubs_epi16(mins[1], _mm256_set1_epi32(w1));
+                            _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones)
+                        };
+                        let msum = _mm256_add_epi32(
+                            _mm256_slli_epi32(part(mk.bs[0], mk.bs[1]), 8),
+                            part(mk.bs[2], mk.bs[3]),
+                        );
+                        let yd = _mm256_set1_ps(mk.d);
+                        let t = _mm256_sub_ps(
+                            _mm256_mul_ps(_mm256_mul_ps(yd, d), _mm256_cvtepi32_ps(isum)),
+                            _mm256_mul_ps(_mm256_mul_ps(yd, dmin), _mm256_cvtepi32_ps(msum)),
+                        );
+                        *accf = _mm256_add_ps(*accf, t);
+                    }
+                }
+                store_half(&accf, (r0, c0, h), out, ldo);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q6_K strips. Per half, super-block and group `g` (16 values, in half `n = g / 8` as quarter
+// `m = g % 8 / 2`, words `j = 4 (g % 2) ..`): 4 registers of unsigned 6-bit quants rebuilt from
+// `ql` nibbles and `qh` bit pairs; per column two i16 chains of two `vpmaddubsw` (<= 2 * 16128
+// each), each multiplied by the rows' signed scales with `vpmaddwd`. The -32 offset is removed
+// once per super-block: `32 * sum_g scale_g * bsums[g]`, one `vpmaddwd` per pair of groups.
+// The integer `isum` equals the scalar's, and the float step is the scalar's.
+
+/// Q6_K strips, AVX2 column kernel.
+pub(crate) struct Q6K;
+
+impl StripKernel for Q6K {
+    type W<'a> = &'a [BlockQ6_Kx16];
+    type A = BlockQ8_K;
+    type M = ();
+    const COLS: usize = COLS;
+    fn prep(_: &[BlockQ8_K]) -> Vec<()> {
+        Vec::new()
+    }
+    fn done(_: Vec<()>) {}
+    #[inline(always)]
+    unsafe fn cols<const RN: usize, const SPLIT: bool>(
+        w: &[BlockQ6_Kx16],
+        a: &[BlockQ8_K],
+        _: &[()],
+        nb: usize,
+        (r0, c0): (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let a = &a[c0 * nb..(c0 + RN) * nb];
+        // SAFETY: features guaranteed by the caller; the aligned loads read 32-byte halves of
+        // 64-byte aligned `Lanes` and a 16-byte aligned half of `d`; 8 bytes of `scales[g]`;
+        // each activation read is inside its block's `qs` (`16 g + 16 <= 256`).
+        unsafe {
+            let nib = _mm256_set1_epi8(0x0F);
+            let hi2 = _mm256_set1_epi8(0x30);
+            let lo16 = _mm256_set1_epi32(0xFFFF);
+            for h in 0..2 {
+                let mut accf = [_mm256_setzero_ps(); RN];
+                for (k, b) in w.iter().enumerate().take(nb) {
+                    let mut isum = [_mm256_setzero_si256(); RN];
+                    for g in 0..16 {
+                        let (n, m, j0) = (g / 8, g % 8 / 2, 4 * (g % 2));
+                        let mut wv = [_mm256_setzero_si256(); 4];
+                        for (t, wv) in wv.iter_mut().enumerate() {
+                            let j = j0 + t;
+                            let l = half(&b.ql[16 * n + 8 * (m % 2) + j], h);
+                            let l = if m < 2 { l } else { _mm256_srli_epi16(l, 4) };
+                            let q = half(&b.qh[8 * n + j], h);
+                            // qh bits 2 m .. 2 m + 2 of each byte to bits 4..6.
+                            let q = match m {
+                                0 => _mm256_slli_epi16(q, 4),
+                                1 => _mm256_slli_epi16(q, 2),
+                                2 => q,
+                                _ => _mm256_srli_epi16(q, 2),
+                            };
+                            *wv =
+                                _mm256_or_si256(_mm256_and_si256(l, nib), _mm256_and_si256(q, hi2));
+                        }
+                        let sc = scale_pairs::<true>(b.scales[g].as_ptr().add(HALF * h).cast());
+                        for (c, isum) in isum.iter_mut().enumerate() {
+                            let qs = a[c * nb + k].qs.as_ptr().add(16 * g);
+                            let p0 = madd_words::<2, false>(&[wv[0], wv[1]], qs);
+                            let p1 = madd_words::<2, false>(&[wv[2], wv[3]], qs.add(8));
+                            let p = _mm256_add_epi32(
+                                _mm256_madd_epi16(p0, sc),
+                                _mm256_madd_epi16(p1, sc),
+                            );
+                            *isum = _mm256_add_epi32(*isum, p);
+                        }
+                    }
+                    // Row r's scales of groups 2 j, 2 j + 1 as an i16 pair in its lane.
+                    let mut sp = [_mm256_setzero_si256(); 8];
+                    for (j, sp) in sp.iter_mut().enumerate() {
+                        let ld = |g: usize| {
+                            let p = b.scales[g].as_ptr().add(HALF * h);
+                            _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))
+                        };
+                        *sp = _mm256_or_si256(
+                            _mm256_and_si256(ld(2 * j), lo16),
+                            _mm256_slli_epi32(ld(2 * j + 1), 16),
+                        );
+                    }
+                    let d = f16x8(b.d.0.as_ptr().add(HALF * h));
+                    for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
+                        let y = &a[c * nb + k];
+                        let mut off = _mm256_setzero_si256();
+                        for (j, &sp) in sp.iter().enumerate() {
+                            let pair = (y.bsums[2 * j] as u16 as u32)
+                                | (y.bsums[2 * j + 1] as u16 as u32) << 16;
+                            let bs = _mm256_set1_epi32(pair as i32);
+                            off = _mm256_add_epi32(off, _mm256_madd_epi16(sp, bs));
+                        }
+                        let isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
+                        let yd = _mm256_set1_ps(y.d);
+                        let t = _mm256_mul_ps(_mm256_mul_ps(yd, d), _mm256_cvtepi32_ps(isum));
+                        *accf = _mm256_add_ps(*accf, t);
+                    }
+                }
+                store_half(&accf, (r0, c0, h), out, ldo);
+            }
+        }
+    }
+}
+
+/// The Q4_K / Q6_K strip gemms (`Kernels::gemm_q4_kx16_q8_k` / `gemm_q6_kx16_q8_k`).
+///
+/// # Safety
+/// AVX2 + FMA + F16C; `w.len()` and `a.len()` multiples of `nb`, `out` covers every
+/// `c * ldo + r` (indexing is checked anyway).
+#[inline(always)]
+pub(crate) unsafe fn strips_k_body<S, P>(
+    w: &[P],
+    a: &[BlockQ8_K],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) where
+    for<'a> S: StripKernel<W<'a> = &'a [P], A = BlockQ8_K>,
+{
+    // SAFETY: forwarded caller guarantees.
+    unsafe { strips::drive::<S>(w, a, nb, out, ldo) }
+}
