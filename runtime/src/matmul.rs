@@ -143,7 +143,7 @@ pub fn matmul(
     }
     let k = kernels;
     let tiles = &mut s.tiles;
-    // Q4_0/Q8_0/Q4_K weights repacked at load: the strip gemms, 16 rows per strip (for one
+    // Q4_0/Q8_0/Q4_K/Q6_K weights repacked at load: the strip gemms, 16 rows per strip (for one
     // token too: the strips stream the matrix as fast as the row dots, and the loader has
     // released the plain copy's pages).
     match w.strips() {
@@ -170,6 +170,18 @@ pub fn matmul(
                 gemm_tokens(a, r, t, o, |a, r, o, ldo| {
                     let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
                     k.gemm_q4_kx16_q8_k(p, a, cols, st, o, ldo)
+                })
+            });
+            return Ok(());
+        }
+        Some(Repacked::Q6K(p)) => {
+            let a = quantize(x, n, cols / QK_K, &mut s.q8_k, |x, q| {
+                k.quantize_row_q8_k(x, q)
+            });
+            run(rows, cols, n, out, tiles, |r, t, o| {
+                gemm_tokens(a, r, t, o, |a, r, o, ldo| {
+                    let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
+                    k.gemm_q6_kx16_q8_k(p, a, cols, st, o, ldo)
                 })
             });
             return Ok(());

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use cinder_kernels::repack::{self, BlockQ4_Kx16, Lanes, STRIP_ROWS, Scales16};
+use cinder_kernels::repack::{self, BlockQ4_Kx16, BlockQ6_Kx16, Lanes, STRIP_ROWS, Scales16};
 
 use cinder_quant::GgmlType;
 use cinder_quant::block::*;
@@ -65,7 +65,7 @@ pub const MATRIX_TYPES: &[GgmlType] = &[
 ];
 
 /// One weight tensor of `rows` x `cols` values (`cols` contiguous), located in the file, and
-/// for Q4_0/Q8_0/Q4_K matrices on kernels that prefer them, its copy repacked in 16-row
+/// for Q4_0/Q8_0/Q4_K/Q6_K matrices on kernels that prefer them, its copy repacked in 16-row
 /// strips.
 #[derive(Debug, Clone)]
 pub struct Tensor {
@@ -88,6 +88,8 @@ pub enum Repacked {
     },
     /// Q4_K: one strip block per 16 rows and super-block.
     Q4K(Vec<BlockQ4_Kx16>),
+    /// Q6_K: one strip block per 16 rows and super-block.
+    Q6K(Vec<BlockQ6_Kx16>),
 }
 
 impl std::fmt::Debug for Repacked {
@@ -97,6 +99,7 @@ impl std::fmt::Debug for Repacked {
                 write!(f, "Repacked({} groups, {} scales)", q.len(), d.len())
             }
             Repacked::Q4K(w) => write!(f, "Repacked({} Q4_K strip blocks)", w.len()),
+            Repacked::Q6K(w) => write!(f, "Repacked({} Q6_K strip blocks)", w.len()),
         }
     }
 }
@@ -137,11 +140,13 @@ impl Tensor {
         self.strips.as_deref()
     }
 
-    /// Whether [`Tensor::repack`] applies: a Q4_0, Q8_0 or Q4_K matrix of whole 16-row
+    /// Whether [`Tensor::repack`] applies: a Q4_0, Q8_0, Q4_K or Q6_K matrix of whole 16-row
     /// strips.
     pub fn repackable(&self) -> bool {
-        matches!(self.ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K)
-            && self.rows.is_multiple_of(STRIP_ROWS)
+        matches!(
+            self.ty,
+            GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K
+        ) && self.rows.is_multiple_of(STRIP_ROWS)
     }
 
     /// Copy a [`Tensor::repackable`] tensor of `file` into 16-row strips (once, at load);
@@ -173,6 +178,11 @@ impl Tensor {
                 let mut p = vec![bytemuck::Zeroable::zeroed(); blocks / STRIP_ROWS];
                 repack::repack_q4_k(w, nb, &mut p);
                 Repacked::Q4K(p)
+            }
+            View::Q6K(w) => {
+                let mut p = vec![bytemuck::Zeroable::zeroed(); blocks / STRIP_ROWS];
+                repack::repack_q6_k(w, nb, &mut p);
+                Repacked::Q6K(p)
             }
             _ => return Ok(false),
         };

@@ -83,7 +83,10 @@ fn check_every_type(rows: usize, cols: usize, repack: bool, llamacpp: bool) {
             let done = repacked.repack(file).expect("repack");
             assert_eq!(
                 done,
-                matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K),
+                matches!(
+                    ty,
+                    GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K
+                ),
                 "{ty}: repack"
             );
         }
