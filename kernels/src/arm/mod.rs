@@ -3,9 +3,11 @@
 //! with `DOT = true` under `neon,dotprod`.
 //!
 //! Every helper here is `#[inline(always)]` without `#[target_feature]`: it is only called from
-//! inside a `#[target_feature]` kernel, into which it is inlined. The `sdot` inline asm is
-//! assembled only where the `dotprod` feature is enabled (LLVM rejects it elsewhere), so a plain
-//! NEON kernel can never contain it.
+//! inside a `#[target_feature]` kernel, into which it is inlined. The `sdot` inline asm enables
+//! the dot-product extension for its own line (`.arch_extension dotprod`): an unoptimised build
+//! also emits the helpers that hold it as standalone functions, compiled without the feature,
+//! which the assembler would otherwise reject. It runs only where `DOT = true`, which only the
+//! `dotprod` kernels pass.
 //!
 //! Bit-exactness: every kernel except the float dots computes each block's integer sum exactly,
 //! reduces it to one `i32` and combines it with the scales by the scalar twin's own float
@@ -84,14 +86,14 @@ pub(crate) unsafe fn cvt_f16x4(h: uint16x4_t) -> float32x4_t {
 /// `acc + sdot(a, b)`: lane `i` gains `sum_{k<4} a[4i + k] * b[4i + k]` (exact in i32).
 ///
 /// # Safety
-/// The CPU must support NEON + dotprod, and the calling function must be compiled with the
-/// `dotprod` target feature (otherwise the assembler rejects `sdot`).
+/// The CPU must support NEON + dotprod.
 #[inline(always)]
 pub(crate) unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     let mut acc = acc;
     // SAFETY: dotprod is guaranteed by the caller; registers only, no memory access.
     unsafe {
         core::arch::asm!(
+            ".arch_extension dotprod",
             "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
             acc = inout(vreg) acc,
             a = in(vreg) a,
@@ -106,7 +108,7 @@ pub(crate) unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4
 /// (`sdot` when `DOT`, else `smull` to i16, then pairwise-add into i32).
 ///
 /// # Safety
-/// NEON (+ dotprod and a `dotprod`-enabled caller when `DOT`).
+/// NEON (+ dotprod when `DOT`).
 #[inline(always)]
 pub(crate) unsafe fn dot16<const DOT: bool>(
     acc: int32x4_t,
