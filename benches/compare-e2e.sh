@@ -13,9 +13,15 @@
 #   -r N            repetitions inside each program run (default 3)
 #   -t "1 2"        thread counts (default "1 2")
 #   --rounds N      A B alternations per model and thread count (default 2)
+#   -d N            also at context depth N (llama-bench's -d: the tests start after N tokens)
 #   --quick         -p 16 -n 4 -r 1 --rounds 1 (checks the plumbing only; no numbers to quote)
-#   --synth DIR     make TinyLlama-1.1B-shaped q4_0 / q8_0 / q4_k_m and Llama-2-7B-shaped q4_0 /
-#                   q8_0 files with synth-model (about 12 GB in all), then exit
+#   --kernels SET   cinder's kernel set (`cinder bench --kernels SET`; default: the best this
+#                   CPU has)
+#   --llama-cpu C   which llama.cpp build: native (default), avx2 or avx2vnni
+#                   (`llamacpp-build --cpu C`); pair `--kernels avx2` with `--llama-cpu avx2`
+#   --synth DIR     make TinyLlama-1.1B-shaped q4_0 / q8_0 / q4_k_m / q5_k_m / q6_k and
+#                   Llama-2-7B-shaped q4_0 / q8_0 / q4_k_m files with synth-model (about 17 GB
+#                   in all), then exit; --synth-only "shape:type ..." limits the list
 # cinder is built with `cargo build --release -p cinder` (target/release/cinder, or $CINDER);
 # llama.cpp comes from ../shared/tools/llamacpp-build unless LLAMA_CPP_BIN is set. Raw JSON
 # outputs are kept in target/compare-e2e/. Do not run it while something else builds.
@@ -24,7 +30,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WS=$(cd "$HERE/.." && pwd)
 OUT=$WS/target/compare-e2e
-P=512 N=128 R=3 THREADS="1 2" ROUNDS=2 SYNTH=""
+P=512 N=128 R=3 THREADS="1 2" ROUNDS=2 SYNTH="" DEPTH="" KERNELS="" LLAMA_CPU=native
+SYNTH_LIST="tinyllama-1.1b:q4_0 tinyllama-1.1b:q8_0 tinyllama-1.1b:q4_k_m tinyllama-1.1b:q5_k_m tinyllama-1.1b:q6_k llama2-7b:q4_0 llama2-7b:q8_0 llama2-7b:q4_k_m"
 MODELS=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -33,9 +40,13 @@ while [ $# -gt 0 ]; do
     -r) R=$2; shift ;;
     -t) THREADS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
+    -d) DEPTH=$2; shift ;;
     --quick) P=16 N=4 R=1 ROUNDS=1 ;;
+    --kernels) KERNELS=$2; shift ;;
+    --llama-cpu) LLAMA_CPU=$2; shift ;;
     --synth) SYNTH=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --synth-only) SYNTH_LIST=$2; shift ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     -*) echo "compare-e2e: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) MODELS+=("$1") ;;
   esac
@@ -46,7 +57,7 @@ say() { echo "compare-e2e: $*" >&2; }
 if [ -n "$SYNTH" ]; then
   mkdir -p "$SYNTH"
   (cd "$WS" && cargo build --release -q -p cinder-benches --bin synth-model)
-  for spec in tinyllama-1.1b:q4_0 tinyllama-1.1b:q8_0 tinyllama-1.1b:q4_k_m llama2-7b:q4_0 llama2-7b:q8_0; do
+  for spec in $SYNTH_LIST; do
     shape=${spec%%:*} ty=${spec##*:}
     f=$SYNTH/$shape.$ty.gguf
     [ -s "$f" ] && { say "$f exists"; continue; }
@@ -65,8 +76,12 @@ if [ -z "${CINDER_SKIP_BUILD:-}" ]; then
   (cd "$WS" && cargo build --release -q -p cinder)
 fi
 if [ -z "${LLAMA_CPP_BIN:-}" ]; then
-  eval "$("$WS/../shared/tools/llamacpp-build" --env)"
+  eval "$("$WS/../shared/tools/llamacpp-build" --env --cpu "$LLAMA_CPU")"
 fi
+CINDER_ARGS=() LLAMA_ARGS=()
+[ -n "$KERNELS" ] && CINDER_ARGS+=(--kernels "$KERNELS")
+[ -n "$DEPTH" ] && { CINDER_ARGS+=(-d "$DEPTH"); LLAMA_ARGS+=(-d "$DEPTH"); }
+say "cinder ${KERNELS:-(default kernels)} against llama.cpp built with --cpu $LLAMA_CPU ($LLAMA_CPP_BIN)" 
 LLAMA_BENCH=$LLAMA_CPP_BIN/llama-bench
 [ -x "$LLAMA_BENCH" ] || { echo "compare-e2e: $LLAMA_BENCH not found" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -78,9 +93,9 @@ for m in "${MODELS[@]}"; do
     for round in $(seq 1 "$ROUNDS"); do
       base=$OUT/$(basename "$m" .gguf).t$t.r$round
       say "$(basename "$m") t=$t round $round: cinder"
-      "$CINDER" bench -m "$m" -p "$P" -n "$N" -r "$R" -t "$t" -o json > "$base.cinder.json"
+      "$CINDER" bench -m "$m" -p "$P" -n "$N" -r "$R" -t "$t" ${CINDER_ARGS[@]+"${CINDER_ARGS[@]}"} -o json > "$base.cinder.json"
       say "$(basename "$m") t=$t round $round: llama-bench"
-      "$LLAMA_BENCH" -m "$m" -p "$P" -n "$N" -r "$R" -t "$t" -o json > "$base.llama.json" 2> "$base.llama.err"
+      "$LLAMA_BENCH" -m "$m" -p "$P" -n "$N" -r "$R" -t "$t" ${LLAMA_ARGS[@]+"${LLAMA_ARGS[@]}"} -o json > "$base.llama.json" 2> "$base.llama.err"
       python3 - "$m" "$t" "$round" "$base.cinder.json" "$base.llama.json" >> "$RESULTS" <<'PY'
 import json, sys
 model, t, rnd, cf, lf = sys.argv[1:6]
