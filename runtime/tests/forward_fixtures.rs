@@ -37,7 +37,7 @@ fn convert(model: &str, ft: FileType) -> TempGguf {
         name: None,
     };
     cinder_convert::convert(&opts, &mut |_| {})
-        .unwrap_or_else(|e| panic!("convert {model} {}: {e}", ft.name()));
+        .unwrap_or_else(|e| panic!("convert {model} {}: {e:?}", ft.name()));
     TempGguf(out)
 }
 

@@ -1,0 +1,73 @@
+//! What a new user sees when something is missing: each cause named once, the file named.
+
+mod common;
+
+use common::*;
+
+/// What this OS says for a file that does not exist (e.g. "No such file or directory (os error
+/// 2)"), taken from the OS rather than written here.
+fn not_found_message(dir: &TempDir) -> String {
+    std::fs::metadata(dir.join("does-not-exist"))
+        .expect_err("the file does not exist")
+        .to_string()
+}
+
+#[test]
+fn convert_of_a_folder_without_config_json_names_the_file_and_the_os_error_once() {
+    let dir = TempDir::new("err-config");
+    let empty = dir.join("checkpoint");
+    std::fs::create_dir(&empty).unwrap();
+    let out = dir.join("out.gguf");
+    let o = cinder(&[
+        "convert",
+        empty.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let os = not_found_message(&dir);
+    assert!(err.contains("config.json"), "{err}");
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.matches(os.as_str()).count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn commands_given_a_missing_model_file_name_it_and_the_os_error_once() {
+    let dir = TempDir::new("err-model");
+    let missing = dir.join("missing.gguf");
+    let m = missing.to_str().unwrap();
+    let out = dir.join("out.gguf");
+    let out = out.to_str().unwrap();
+    let os = not_found_message(&dir);
+    let runs: [&[&str]; 7] = [
+        &["run", "-m", m, "-p", "Once"],
+        &["chat", "-m", m],
+        &["logits", "-m", m, "--ids", "1"],
+        &["tokenize", "-m", m, "Once"],
+        &["inspect", m],
+        &["quantize", m, out, "q8_0"],
+        &["bench", "-m", m, "-p", "0", "-n", "1", "-r", "1"],
+    ];
+    for args in runs {
+        let o = cinder(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("missing.gguf"), "{args:?}: {err}");
+        assert_eq!(err.matches(os.as_str()).count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn library_errors_return_the_io_error_as_source_and_do_not_repeat_it() {
+    let dir = TempDir::new("err-lib");
+    let os = not_found_message(&dir);
+    let e = cinder::Model::load(dir.join("missing.gguf")).expect_err("missing file");
+    let source = std::error::Error::source(&e).expect("the io::Error is the source");
+    assert_eq!(source.to_string(), os);
+    assert!(!e.to_string().contains(&os), "{e}");
+    assert!(e.to_string().contains("missing.gguf"), "{e}");
+}
