@@ -71,3 +71,61 @@ fn library_errors_return_the_io_error_as_source_and_do_not_repeat_it() {
     assert!(!e.to_string().contains(&os), "{e}");
     assert!(e.to_string().contains("missing.gguf"), "{e}");
 }
+
+/// The lines that say where models come from (convert a Hugging Face folder, or any llama.cpp
+/// GGUF).
+fn says_where_models_come_from(text: &str) -> bool {
+    text.contains("cinder convert")
+        && text.contains("Hugging Face checkpoint folder")
+        && text.contains("llama.cpp GGUF")
+}
+
+#[test]
+fn cinder_with_no_arguments_prints_help_saying_where_models_come_from() {
+    let o = cinder(&[]);
+    // clap's convention for a missing subcommand: help on stderr, exit code 2.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let all = stdout(&o) + &stderr(&o);
+    assert!(all.contains("Usage: cinder"), "{all}");
+    for sub in ["run", "chat", "convert", "inspect"] {
+        assert!(all.contains(&format!("  {sub} ")), "lists {sub}: {all}");
+    }
+    assert!(says_where_models_come_from(&all), "{all}");
+}
+
+#[test]
+fn run_and_chat_without_a_model_print_usage_saying_where_models_come_from() {
+    let runs: [&[&str]; 4] = [
+        &["run"],
+        &["run", "-p", "Once upon a time"],
+        &["chat"],
+        &["logits", "--ids", "1"],
+    ];
+    for args in runs {
+        let o = cinder(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--model"), "{args:?}: {err}");
+        assert!(err.contains(&format!("Usage: cinder {}", args[0])), "{args:?}: {err}");
+        assert!(says_where_models_come_from(&err), "{args:?}: {err}");
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn other_usage_errors_do_not_print_the_models_note() {
+    let dir = TempDir::new("usage");
+    let out = dir.join("o.gguf");
+    let o = cinder(&["convert", "-o", out.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("<INPUT>"), "{err}");
+    assert!(!says_where_models_come_from(&err), "{err}");
+}
+
+#[test]
+fn run_help_says_where_models_come_from() {
+    let o = cinder(&["run", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(says_where_models_come_from(&stdout(&o)), "{}", stdout(&o));
+}
