@@ -29,8 +29,12 @@ pub enum Error {
         #[source]
         source: cinder_quant::Error,
     },
-    /// `general.architecture` is not `llama`.
-    #[error("{}: architecture {found:?} is not supported (cinder runs \"llama\")", path.display())]
+    /// `general.architecture` is not one cinder runs ([`crate::config::ARCHITECTURES`]).
+    #[error(
+        "{}: general.architecture is {found:?}, which cinder cannot run: cinder runs the {} architecture (Llama 2 family models)",
+        path.display(),
+        crate::config::architectures()
+    )]
     Architecture {
         /// The file.
         path: PathBuf,

@@ -129,3 +129,63 @@ fn run_help_says_where_models_come_from() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(says_where_models_come_from(&stdout(&o)), "{}", stdout(&o));
 }
+
+/// A small GGUF that is not a Llama: `general.architecture` = `arch`, a few of that
+/// architecture's keys, one tensor.
+fn write_gguf_of_arch(path: &std::path::Path, arch: &str) {
+    use cinder_quant::GgmlType;
+    use cinder_quant::gguf::GgufWriter;
+    let mut w = GgufWriter::new();
+    w.add_string("general.architecture", arch).unwrap();
+    w.add_string("general.name", "not a llama").unwrap();
+    w.add(
+        &format!("{arch}.block_count"),
+        cinder_quant::gguf::Value::U32(1),
+    )
+    .unwrap();
+    w.add_tensor_info("token_embd.weight", &[8, 4], GgmlType::F32)
+        .unwrap();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    w.write_header(&mut out).unwrap();
+    let data: Vec<u8> = (0..32).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    w.write_tensor_data(&mut out, "token_embd.weight", &data)
+        .unwrap();
+    w.finish().unwrap();
+    std::io::Write::flush(&mut out).unwrap();
+}
+
+#[test]
+fn inference_commands_on_a_non_llama_gguf_say_which_architectures_cinder_runs_and_exit_1() {
+    let dir = TempDir::new("arch");
+    let text = dir.join("text.txt");
+    std::fs::write(&text, "Once upon a time there was a cat.\n").unwrap();
+    let text = text.to_str().unwrap();
+    for arch in ["qwen2", "gpt2"] {
+        let file = dir.join(&format!("{arch}.gguf"));
+        write_gguf_of_arch(&file, arch);
+        // The file is well-formed: inspect reads it.
+        let o = cinder(&["inspect", file.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let m = file.to_str().unwrap();
+        let runs: [&[&str]; 5] = [
+            &["run", "-m", m, "-p", "Once upon a time", "-n", "4"],
+            &["chat", "-m", m],
+            &["logits", "-m", m, "--ids", "1,2"],
+            &["perplexity", "-m", m, "-f", text],
+            &["bench", "-m", m, "-p", "0", "-n", "1", "-r", "1"],
+        ];
+        for args in runs {
+            let o = cinder(args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+            assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
+            assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+            assert!(err.contains(&format!("{arch}.gguf")), "{args:?}: names the file: {err}");
+            assert!(err.contains(&format!("\"{arch}\"")), "{args:?}: names {arch}: {err}");
+            assert!(
+                err.contains("cinder runs the \"llama\" architecture"),
+                "{args:?}: says what cinder runs: {err}"
+            );
+        }
+    }
+}
