@@ -84,7 +84,7 @@ pub fn run(args: &Args) -> Result<()> {
 /// The style of cinder's progress bars over bytes (convert, quantize, loading a model).
 pub(super) fn bytes_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+        "{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")

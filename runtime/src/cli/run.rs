@@ -203,7 +203,7 @@ pub fn load_model(path: &Path, kernels: &Kernels) -> Result<Model> {
         LoadProgress::Checked { .. } => {}
         LoadProgress::Repacked { name, bytes } => {
             bar.inc(bytes);
-            bar.set_message(format!("repacked {name}"));
+            bar.set_message(name.to_string());
         }
     });
     bar.finish_and_clear();
@@ -218,7 +218,7 @@ fn load_bar(path: &Path, file_bytes: u64, stderr_is_terminal: bool) -> Option<Pr
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} loading {msg}")
+        ProgressStyle::with_template("{spinner} loading {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.set_message(path.display().to_string());
