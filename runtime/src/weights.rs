@@ -311,11 +311,7 @@ impl Weights {
     fn matrices(&self) -> impl Iterator<Item = &Tensor> {
         self.layers
             .iter()
-            .flat_map(|l| {
-                [
-                    &l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down,
-                ]
-            })
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
             .chain(std::iter::once(&self.output))
     }
 

@@ -106,7 +106,10 @@ fn run_and_chat_without_a_model_print_usage_saying_where_models_come_from() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("--model"), "{args:?}: {err}");
-        assert!(err.contains(&format!("Usage: cinder {}", args[0])), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("Usage: cinder {}", args[0])),
+            "{args:?}: {err}"
+        );
         assert!(says_where_models_come_from(&err), "{args:?}: {err}");
         assert!(stdout(&o).is_empty(), "{args:?}");
     }
@@ -180,8 +183,14 @@ fn inference_commands_on_a_non_llama_gguf_say_which_architectures_cinder_runs_an
             assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
             assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
             assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
-            assert!(err.contains(&format!("{arch}.gguf")), "{args:?}: names the file: {err}");
-            assert!(err.contains(&format!("\"{arch}\"")), "{args:?}: names {arch}: {err}");
+            assert!(
+                err.contains(&format!("{arch}.gguf")),
+                "{args:?}: names the file: {err}"
+            );
+            assert!(
+                err.contains(&format!("\"{arch}\"")),
+                "{args:?}: names {arch}: {err}"
+            );
             assert!(
                 err.contains("cinder runs the \"llama\" architecture"),
                 "{args:?}: says what cinder runs: {err}"

@@ -315,12 +315,22 @@ fn logits_takes_cache_type_like_run_and_the_old_f16_cache_and_tokens_spellings_s
 
     // One spelling at a time; the help shows the one name.
     let o = cinder(&[
-        "logits", "-m", &model, "--ids", "1", "--f16-cache", "--cache-type", "f32",
+        "logits",
+        "-m",
+        &model,
+        "--ids",
+        "1",
+        "--f16-cache",
+        "--cache-type",
+        "f32",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = cinder(&["logits", "--help"]);
     let help = stdout(&o);
-    assert!(help.contains("--cache-type") && help.contains("--ids"), "{help}");
+    assert!(
+        help.contains("--cache-type") && help.contains("--ids"),
+        "{help}"
+    );
     assert!(!help.contains("--f16-cache"), "{help}");
     let o = cinder(&["run", "--help"]);
     assert!(stdout(&o).contains("--cache-type"), "{}", stdout(&o));
