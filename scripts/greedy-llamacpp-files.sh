@@ -3,7 +3,7 @@
 # llama-quantize to q8_0, q4_0, q4_k_m with its default mixes) run in cinder with llama.cpp's
 # greedy tokens: for every fixture model, file and reference prompt, llama.cpp (llama-cpp-python,
 # argmax through its KV cache, default f16 cache) generates N tokens; cinder evaluates prompt +
-# those tokens (`cinder logits --f16-cache`, teacher forced) and the argmax of each step must be
+# those tokens (`cinder logits --cache-type f16`, teacher forced) and the argmax of each step must be
 # llama.cpp's token. A difference is reported with both top1 - top2 margins at that step
 # (tiny margins mean a legitimate tie-break by rounding).
 # Control: the same greedy run by llama.cpp with flash attention on (a second llama.cpp code path)
@@ -42,7 +42,7 @@ p = json.load(open(sys.argv[1]))['prompts'][int(sys.argv[2])]
 print(p['name'], len(p['input_ids']), ','.join(map(str, p['input_ids'])))" "$ref" "$i")
       "$py" scripts/greedy_llamacpp.py "$f" "$ids" "$n" "$out/greedy.json"
       all=$(python3 -c "import json,sys; print(sys.argv[1] + ',' + ','.join(map(str, json.load(open(sys.argv[2]))['new_ids'])))" "$ids" "$out/greedy.json")
-      $cinder --llamacpp-rounding logits -m "$f" --ids "$all" --f16-cache -o "$out/cinder.f32" 2>/dev/null
+      $cinder --llamacpp-rounding logits -m "$f" --ids "$all" --cache-type f16 -o "$out/cinder.f32" 2>/dev/null
       "$py" scripts/greedy_llamacpp.py "$f" "$ids" "$n" "$out/greedy_fa.json" --flash-attn
       fa=$(python3 -c "
 import json, sys

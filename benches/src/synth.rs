@@ -28,7 +28,7 @@ use crate::rng::Rng;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The output file could not be created, written or renamed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -36,7 +36,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The GGUF writer or a quantizer refused the data.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Gguf {
         /// The output file.
         path: PathBuf,

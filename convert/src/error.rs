@@ -1,6 +1,8 @@
 //! The one error type of cinder-convert.
 //!
-//! Every variant names the file it is about, so a failed conversion says where to look.
+//! Every variant names the file it is about, so a failed conversion says where to look. A
+//! variant that wraps another error returns it as `source()` and does not repeat it in its
+//! message: print the chain (anyhow's `{:#}`) to see every cause once.
 
 use std::path::PathBuf;
 
@@ -8,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -125,7 +127,7 @@ pub enum Error {
         row: u64,
     },
     /// Writing or reading GGUF failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Gguf {
         /// The GGUF file.
         path: PathBuf,

@@ -14,7 +14,7 @@ fn load(rel: &str) -> Vocab {
     let path = fixtures::path(rel);
     match Vocab::read(&path) {
         Ok(v) => v,
-        Err(e) => panic!("{e}"),
+        Err(e) => panic!("{e:?}"),
     }
 }
 

@@ -1,4 +1,7 @@
 //! The one error type of cinder-quant.
+//!
+//! A variant that wraps another error returns it as `source()` and does not repeat it in its
+//! message: print the chain (anyhow's `{:#}`) to see every cause once.
 
 use crate::dtype::GgmlType;
 
@@ -304,7 +307,7 @@ pub enum Error {
         got: u64,
     },
     /// Writing to the output failed.
-    #[error("GGUF writer: I/O error: {0}")]
+    #[error("GGUF writer: I/O error")]
     GgufIo(#[source] std::io::Error),
 }
 

@@ -7,6 +7,15 @@ use cinder_quant::gguf::{Array, Gguf, Value, keys};
 
 use crate::error::{Error, Result};
 
+/// The `general.architecture` values cinder runs.
+pub const ARCHITECTURES: &[&str] = &["llama"];
+
+/// [`ARCHITECTURES`] for a message: `"llama"` (quoted, joined with "or").
+pub fn architectures() -> String {
+    let quoted: Vec<String> = ARCHITECTURES.iter().map(|a| format!("{a:?}")).collect();
+    quoted.join(" or ")
+}
+
 /// Hyper-parameters of a Llama model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -64,7 +73,7 @@ impl Config {
             }
             None => return Err(bad(keys::GENERAL_ARCHITECTURE, "missing".into())),
         };
-        if arch != "llama" {
+        if !ARCHITECTURES.contains(&arch) {
             return Err(Error::Architecture {
                 path: path.to_path_buf(),
                 found: arch.to_string(),

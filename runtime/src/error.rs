@@ -1,4 +1,8 @@
 //! The one error type of the cinder library (the binary wraps it in `anyhow`).
+//!
+//! A variant that wraps another error (an `io::Error`, the GGUF reader's) returns it as
+//! `source()` and does not repeat it in its message: the binary prints the chain (`{:#}`), so
+//! every cause shows once.
 
 use std::path::PathBuf;
 
@@ -8,7 +12,7 @@ use cinder_quant::GgmlType;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The model file could not be opened or mapped.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -17,7 +21,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The file is not a well-formed GGUF file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Gguf {
         /// The file.
         path: PathBuf,
@@ -25,8 +29,12 @@ pub enum Error {
         #[source]
         source: cinder_quant::Error,
     },
-    /// `general.architecture` is not `llama`.
-    #[error("{}: architecture {found:?} is not supported (cinder runs \"llama\")", path.display())]
+    /// `general.architecture` is not one cinder runs ([`crate::config::ARCHITECTURES`]).
+    #[error(
+        "{}: general.architecture is {found:?}, which cinder cannot run: cinder runs the {} architecture (Llama 2 family models)",
+        path.display(),
+        crate::config::architectures()
+    )]
     Architecture {
         /// The file.
         path: PathBuf,
@@ -107,7 +115,7 @@ pub enum Error {
     #[error("invalid session option: {0}")]
     BadOption(String),
     /// Dequantizing an embedding row failed.
-    #[error("tensor {name}: {source}")]
+    #[error("tensor {name}")]
     Dequantize {
         /// The tensor name.
         name: String,
@@ -116,7 +124,7 @@ pub enum Error {
         source: cinder_quant::Error,
     },
     /// The GGUF's tokenizer metadata cannot build a tokenizer.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Tokenizer {
         /// The file.
         path: PathBuf,

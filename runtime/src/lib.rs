@@ -17,4 +17,4 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use kv_cache::KvType;
-pub use model::{Model, Session, SessionOptions};
+pub use model::{LoadProgress, Model, Session, SessionOptions};

@@ -13,6 +13,28 @@ use crate::kv_cache::{KvCache, KvType};
 use crate::mmap::MappedFile;
 use crate::weights::Weights;
 
+/// How far [`Model::load_with_progress`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadProgress<'a> {
+    /// The file is mapped and its configuration and tensor table are checked; the matrices
+    /// holding `repack_bytes` bytes of the file are repacked next (0: the kernels use the
+    /// file's layout, loading is done).
+    Checked {
+        /// Length of the file.
+        file_bytes: u64,
+        /// Bytes of the matrices about to be repacked.
+        repack_bytes: u64,
+    },
+    /// One matrix, `bytes` long in the file, is repacked (the sum over all of them is the
+    /// `repack_bytes` of [`LoadProgress::Checked`]).
+    Repacked {
+        /// The tensor's name.
+        name: &'a str,
+        /// Its bytes in the file.
+        bytes: u64,
+    },
+}
+
 /// A Llama model: the mapped GGUF file, its configuration, views of its weights, and the CPU
 /// kernels to run it with.
 pub struct Model {
@@ -42,6 +64,17 @@ impl Model {
 
     /// Map and check the GGUF file at `path`, running it with `kernels`.
     pub fn load_with_kernels(path: impl AsRef<Path>, kernels: Kernels) -> Result<Self> {
+        Self::load_with_progress(path, kernels, &|_| {})
+    }
+
+    /// [`Model::load_with_kernels`], telling `progress` how far it is (for a progress bar:
+    /// repacking the matrices of a 7B model takes seconds). `progress` is called from the
+    /// loader's worker threads.
+    pub fn load_with_progress(
+        path: impl AsRef<Path>,
+        kernels: Kernels,
+        progress: &(dyn Fn(LoadProgress<'_>) + Sync),
+    ) -> Result<Self> {
         let path = path.as_ref();
         let file = MappedFile::open(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -54,7 +87,12 @@ impl Model {
             })?;
             let config = Config::from_gguf(&g, path)?;
             let mut weights = Weights::from_gguf(&g, &config, path)?;
-            if kernels.prefers_strips() {
+            let repack = kernels.prefers_strips();
+            progress(LoadProgress::Checked {
+                file_bytes: file.bytes().len() as u64,
+                repack_bytes: if repack { weights.repack_bytes() } else { 0 },
+            });
+            if repack {
                 // The repacked matrices are read from their copies from now on, so each one's
                 // mapped pages are released as soon as it is repacked (but a tied output
                 // matrix is also the embedding table, whose rows are still read).
@@ -66,6 +104,10 @@ impl Model {
                         if t.range() != embd {
                             file.release(t.range());
                         }
+                        progress(LoadProgress::Repacked {
+                            name: t.name(),
+                            bytes: t.range().len() as u64,
+                        });
                     },
                 )?;
             }

@@ -317,6 +317,22 @@ enum Kind {
 }
 
 impl Weights {
+    /// The matrices [`Weights::repack`] considers: every layer's seven, then the output.
+    fn matrices(&self) -> impl Iterator<Item = &Tensor> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .chain(std::iter::once(&self.output))
+    }
+
+    /// Bytes in the file of the matrices [`Weights::repack`] repacks (those not repacked yet).
+    pub fn repack_bytes(&self) -> u64 {
+        self.matrices()
+            .filter(|t| t.repackable() && t.strips.is_none())
+            .map(|t| t.range.len() as u64)
+            .sum()
+    }
+
     /// Repack every [`Tensor::repackable`] matrix into 16-row strips (in parallel), calling
     /// `before(t)` before and `after(t)` after each one (the loader reads the tensor ahead and
     /// then releases its mapped pages, so resident memory never holds both copies of much).
@@ -344,7 +360,7 @@ impl Weights {
             .collect();
         all.push(&mut self.output);
         all.into_par_iter().try_for_each(|t| {
-            if t.repackable() {
+            if t.repackable() && t.strips.is_none() {
                 before(t);
                 t.repack(file)?;
                 after(t);

@@ -278,3 +278,60 @@ fn chat_drops_the_oldest_turns_when_the_context_fills() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("dropped the"), "{}", stderr(&o));
 }
+
+#[test]
+fn logits_takes_cache_type_like_run_and_the_old_f16_cache_and_tokens_spellings_still_work() {
+    let (dir, model) = stories_f32("logits-aliases");
+    let r = reference();
+    // The longest reference prompt: an f16 cache rounds enough of its keys and values to move
+    // the logits.
+    let ids = r["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| u32s(&p["input_ids"]))
+        .max_by_key(Vec::len)
+        .unwrap();
+    let list = ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let logits = |tag: &str, flags: &[&str]| -> Vec<u8> {
+        let out = dir.join(&format!("{tag}.f32"));
+        let mut args = vec!["logits", "-m", &model, "-o", out.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let o = cinder(&args);
+        assert!(o.status.success(), "{flags:?}: {}", stderr(&o));
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(bytes.len(), ids.len() * 512 * 4, "{flags:?}");
+        bytes
+    };
+    let default = logits("default", &["--ids", &list]);
+    let f32_cache = logits("f32", &["--ids", &list, "--cache-type", "f32"]);
+    let f16_cache = logits("f16", &["--ids", &list, "--cache-type", "f16"]);
+    let old_f16 = logits("old-f16", &["--ids", &list, "--f16-cache"]);
+    let tokens = logits("tokens", &["--tokens", &list]);
+    assert!(default == f32_cache, "the default cache is f32");
+    assert!(f16_cache != f32_cache, "an f16 cache changes the logits");
+    assert!(old_f16 == f16_cache, "--f16-cache is --cache-type f16");
+    assert!(tokens == default, "--tokens is --ids");
+
+    // One spelling at a time; the help shows the one name.
+    let o = cinder(&[
+        "logits",
+        "-m",
+        &model,
+        "--ids",
+        "1",
+        "--f16-cache",
+        "--cache-type",
+        "f32",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = cinder(&["logits", "--help"]);
+    let help = stdout(&o);
+    assert!(
+        help.contains("--cache-type") && help.contains("--ids"),
+        "{help}"
+    );
+    assert!(!help.contains("--f16-cache"), "{help}");
+    let o = cinder(&["run", "--help"]);
+    assert!(stdout(&o).contains("--cache-type"), "{}", stdout(&o));
+}

@@ -37,7 +37,7 @@ fn convert(model: &str, ft: FileType) -> TempGguf {
         name: None,
     };
     cinder_convert::convert(&opts, &mut |_| {})
-        .unwrap_or_else(|e| panic!("convert {model} {}: {e}", ft.name()));
+        .unwrap_or_else(|e| panic!("convert {model} {}: {e:?}", ft.name()));
     TempGguf(out)
 }
 
@@ -581,4 +581,59 @@ fn session_truncate_reeval_reproduces_logits_and_bad_input_is_an_error() {
     assert_eq!(s.position(), 0);
     s.eval(ids).expect("after reset");
     assert_eq!(s.logits(), first.as_slice());
+}
+
+#[test]
+fn load_progress_reports_each_repacked_matrix_once_and_their_bytes_add_up() {
+    use cinder::LoadProgress;
+    use cinder_kernels::Kernels;
+    use std::sync::Mutex;
+    let g = convert("stories260k", FileType::Q8_0);
+    let file_len = std::fs::metadata(&g.0).expect("metadata").len();
+    for isa in Kernels::available() {
+        let kernels = Kernels::new(isa).expect("available");
+        let checked = Mutex::new(Vec::new());
+        let repacked = Mutex::new(Vec::new());
+        let model = Model::load_with_progress(&g.0, kernels, &|p| match p {
+            LoadProgress::Checked {
+                file_bytes,
+                repack_bytes,
+            } => {
+                assert!(repacked.lock().unwrap().is_empty(), "Checked comes first");
+                checked.lock().unwrap().push((file_bytes, repack_bytes));
+            }
+            LoadProgress::Repacked { name, bytes } => {
+                repacked.lock().unwrap().push((name.to_string(), bytes));
+            }
+        })
+        .expect("load");
+        let checked = checked.into_inner().unwrap();
+        let mut repacked = repacked.into_inner().unwrap();
+        repacked.sort();
+        // What the loaded model holds: the matrices that have strips.
+        let w = model.weights();
+        let mut expected: Vec<(String, u64)> = w
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .chain([&w.output])
+            .filter(|t| t.strips().is_some())
+            .map(|t| (t.name().to_string(), t.range().len() as u64))
+            .collect();
+        expected.sort();
+        assert_eq!(checked.len(), 1, "{isa:?}: one Checked");
+        let (file_bytes, repack_bytes) = checked[0];
+        assert_eq!(file_bytes, file_len, "{isa:?}");
+        assert_eq!(repacked, expected, "{isa:?}");
+        assert_eq!(
+            repack_bytes,
+            expected.iter().map(|e| e.1).sum::<u64>(),
+            "{isa:?}"
+        );
+        assert_eq!(
+            repack_bytes > 0,
+            kernels.prefers_strips(),
+            "{isa:?}: Q8_0 stories260k has repackable matrices"
+        );
+    }
 }

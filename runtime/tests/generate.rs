@@ -19,7 +19,7 @@ fn u32s(v: &serde_json::Value) -> Vec<u32> {
 fn stories_f32(dir: &TempDir) -> Model {
     let out = dir.join("stories260k-f32.gguf");
     convert("stories260k", "f32", &out);
-    Model::load(&out).unwrap_or_else(|e| panic!("{e}"))
+    Model::load(&out).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 #[test]

@@ -8,7 +8,7 @@ use cinder_quant::fixtures;
 
 fn tokenizer(rel: &str) -> Tokenizer {
     let path = fixtures::path(rel);
-    let vocab = Vocab::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    let vocab = Vocab::read(&path).unwrap_or_else(|e| panic!("{e:?}"));
     Tokenizer::from_vocab(&vocab).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

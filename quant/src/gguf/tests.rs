@@ -680,3 +680,28 @@ fn data_section_past_the_end_rejects_even_empty_tensors() {
         "{e}"
     );
 }
+
+/// A sink whose every write fails.
+struct FailingSink;
+
+impl std::io::Write for FailingSink {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("disk on fire"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn writer_io_errors_are_the_source_and_not_repeated_in_the_message() {
+    let mut w = GgufWriter::new();
+    w.add_string("general.architecture", "llama").unwrap();
+    let e = w
+        .write_header(&mut FailingSink)
+        .expect_err("the sink fails");
+    assert!(matches!(e, Error::GgufIo(_)), "{e:?}");
+    let source = std::error::Error::source(&e).expect("the io::Error is the source");
+    assert_eq!(source.to_string(), "disk on fire");
+    assert!(!e.to_string().contains("disk on fire"), "{e}");
+}

@@ -143,7 +143,7 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
     let mut rows = Vec::new();
     let mut infos = Vec::new();
     for path in &args.models {
-        let model = Model::load_with_kernels(path, *kernels)?;
+        let model = super::run::load_model(path, kernels)?;
         infos.push(model_info(&model)?);
         let info = infos.last().expect("just pushed");
         let longest = tests.iter().map(|t| t.tokens()).max().unwrap_or(1);

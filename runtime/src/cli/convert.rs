@@ -81,6 +81,15 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The style of cinder's progress bars over bytes (convert, quantize, loading a model).
+pub(super) fn bytes_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
 /// The progress bar and summary line shared by `convert` and `quantize`.
 pub(super) struct Report {
     bar: ProgressBar,
@@ -101,13 +110,7 @@ impl Report {
                 self.bar
                     .set_draw_target(indicatif::ProgressDrawTarget::stderr());
                 self.bar.set_length(bytes);
-                self.bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
+                self.bar.set_style(bytes_style());
             }
             Progress::Start { .. } => {}
             Progress::Tensor { name, ty, bytes } => {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use cinder::{KvType, Model, Session, SessionOptions};
 use cinder_kernels::Kernels;
 
-use super::run::load;
+use super::run::{CacheType, load};
 
 /// Arguments of `cinder logits`.
 #[derive(clap::Args, Debug)]
@@ -16,9 +16,10 @@ pub struct Args {
     /// The GGUF model file.
     #[arg(short = 'm', long, value_name = "MODEL.gguf")]
     pub model: PathBuf,
-    /// Token ids, comma separated (e.g. 1,403,407).
+    /// Token ids, comma separated (e.g. 1,403,407). Also --tokens.
     #[arg(
         long,
+        alias = "tokens",
         value_delimiter = ',',
         value_name = "IDS",
         required_unless_present = "prompt",
@@ -35,9 +36,23 @@ pub struct Args {
     /// the top 5 of each position.
     #[arg(short = 'o', long, value_name = "OUT.f32")]
     pub output: Option<PathBuf>,
-    /// Use an f16 KV cache (default f32: this command is for checking numbers).
-    #[arg(long)]
+    /// Element type of the KV cache (default f32: this command is for checking numbers).
+    #[arg(long = "cache-type", value_enum, default_value_t = CacheType::F32)]
+    pub cache_type: CacheType,
+    /// The old spelling of --cache-type f16, still accepted.
+    #[arg(long = "f16-cache", hide = true, conflicts_with = "cache_type")]
     pub f16_cache: bool,
+}
+
+impl Args {
+    /// The KV cache type asked for, by --cache-type or the old --f16-cache.
+    fn kv_type(&self) -> KvType {
+        if self.f16_cache {
+            KvType::F16
+        } else {
+            self.cache_type.into()
+        }
+    }
 }
 
 /// The ids and (value, id) pairs of the 5 largest logits, best first (ties: lower id).
@@ -60,7 +75,7 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
     if ids.is_empty() {
         bail!("no tokens to evaluate");
     }
-    let logits = eval_all(&model, &ids, args.f16_cache)?;
+    let logits = eval_all(&model, &ids, args.kv_type())?;
     let vocab = model.config().vocab_size;
     match &args.output {
         Some(path) => {
@@ -92,13 +107,13 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
 }
 
 /// Every position's logits of `ids` evaluated as one batch from an empty cache.
-fn eval_all(model: &Model, ids: &[u32], f16_cache: bool) -> Result<Vec<f32>> {
+fn eval_all(model: &Model, ids: &[u32], kv_type: KvType) -> Result<Vec<f32>> {
     let mut session = Session::new(
         model,
         SessionOptions {
             ctx_size: ids.len().max(model.config().context_length),
             max_batch: ids.len(),
-            kv_type: if f16_cache { KvType::F16 } else { KvType::F32 },
+            kv_type,
         },
     )?;
     let mut logits = Vec::new();

@@ -15,9 +15,26 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Where models come from: shown after the help of `cinder`, `run` and `chat`, and when a
+/// command that needs a model is given none.
+const MODELS_HELP: &str = "\
+Models: cinder runs Llama 2 family models stored in GGUF files. Either
+  - convert a Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.model):
+      cinder convert Llama-2-7b-hf -o llama2-7b.q4_k_m.gguf --type q4_k_m
+    (the repository carries a tiny trained one: cinder convert models/stories260k -o s.gguf)
+  - or use any llama.cpp GGUF of a Llama model, e.g. a Q4_0 or Q4_K_M file downloaded from
+    Hugging Face. Then: cinder run -m MODEL.gguf -p \"Once upon a time\"";
+
 /// Run Llama 2 family models from GGUF files, fast on ordinary CPUs.
 #[derive(Parser, Debug)]
-#[command(name = "cinder", version, about, propagate_version = true)]
+#[command(
+    name = "cinder",
+    version,
+    about,
+    propagate_version = true,
+    arg_required_else_help = true,
+    after_help = MODELS_HELP
+)]
 struct Cli {
     /// Kernel set to use instead of the best one this CPU supports:
     /// scalar, avx2, avx512, avx512vnni, neon or dotprod (also CINDER_KERNELS).
@@ -42,8 +59,10 @@ enum Command {
     /// Re-type a GGUF file (e.g. f16 -> q4_k_m), as llama-quantize does.
     Quantize(quantize::Args),
     /// Generate text from a prompt, streaming it to stdout (like llama-cli).
+    #[command(after_help = MODELS_HELP)]
     Run(run::Args),
     /// Chat interactively on stdin (Llama 2 chat format, or the model's chat template).
+    #[command(after_help = MODELS_HELP)]
     Chat(chat::Args),
     /// Show the tokens a text becomes (like llama-tokenize).
     Tokenize(tokenize::Args),
@@ -58,7 +77,10 @@ enum Command {
 /// Parses the arguments, runs the subcommand, and turns an error into one line on stderr and
 /// exit code 1.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     cinder::matmul::set_llamacpp_rounding(cli.llamacpp_rounding);
     let result =
         select_kernels(cli.kernels.as_deref()).and_then(|(kernels, chosen_by)| match cli.command {
@@ -80,6 +102,24 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints clap's message (help, version or a usage error) and returns its exit code; when the
+/// missing argument is the model, also says where models come from.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    // Printing can only fail on a closed stdout/stderr; nothing is left to tell then.
+    let _ = e.print();
+    let missing_model = e.kind() == ErrorKind::MissingRequiredArgument
+        && match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::Strings(args)) => args.iter().any(|a| a.starts_with("--model")),
+            Some(ContextValue::String(a)) => a.starts_with("--model"),
+            _ => false,
+        };
+    if missing_model {
+        eprintln!("\n{MODELS_HELP}");
+    }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }
 
 /// The kernel set: `--kernels`, else `CINDER_KERNELS`, else the best this CPU runs. Asking for

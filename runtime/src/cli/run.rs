@@ -1,6 +1,6 @@
 //! `cinder run`: generate text from a prompt, streaming it to stdout like llama-cli.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail};
 use cinder::generate::{GenerateOptions, Generator, StopReason, Timings, load_tokenizer};
 use cinder::sampler::{Sampler, SamplerParams};
 use cinder::tokenizer::Tokenizer;
-use cinder::{KvType, Model, Session, SessionOptions};
+use cinder::{KvType, LoadProgress, Model, Session, SessionOptions};
 use cinder_kernels::Kernels;
 use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Element type of the KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -172,12 +173,57 @@ pub struct Args {
     pub sampling: SamplingArgs,
 }
 
-/// Loads the model with `kernels` and its tokenizer; returns them with the time taken.
+/// Loads the model with `kernels` and its tokenizer; returns them with the time taken. A
+/// large file shows its progress on stderr (see [`load_model`]).
 pub fn load(path: &Path, kernels: &Kernels) -> Result<(Model, Tokenizer, Duration)> {
     let start = Instant::now();
-    let model = Model::load_with_kernels(path, *kernels)?;
+    let model = load_model(path, kernels)?;
     let tokenizer = load_tokenizer(&model)?;
     Ok((model, tokenizer, start.elapsed()))
+}
+
+/// Files larger than this show a progress bar while they load (1 GB: a 1B model at 8 bits).
+const LOAD_PROGRESS_MIN_BYTES: u64 = 1_000_000_000;
+
+/// Loads the model with `kernels`. A file over [`LOAD_PROGRESS_MIN_BYTES`] shows a progress
+/// bar on stderr while it is mapped, checked and repacked, when stderr is a terminal (as
+/// `convert` does); the bar is cleared when loading ends.
+pub fn load_model(path: &Path, kernels: &Kernels) -> Result<Model> {
+    // A file that cannot be read gets no bar; loading it reports the error.
+    let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    let Some(bar) = load_bar(path, file_bytes, std::io::stderr().is_terminal()) else {
+        return Ok(Model::load_with_kernels(path, *kernels)?);
+    };
+    let model = Model::load_with_progress(path, *kernels, &|p| match p {
+        LoadProgress::Checked { repack_bytes, .. } if repack_bytes > 0 => {
+            bar.set_length(repack_bytes);
+            bar.set_style(super::convert::bytes_style());
+            bar.set_message("repacking");
+        }
+        LoadProgress::Checked { .. } => {}
+        LoadProgress::Repacked { name, bytes } => {
+            bar.inc(bytes);
+            bar.set_message(name.to_string());
+        }
+    });
+    bar.finish_and_clear();
+    Ok(model?)
+}
+
+/// The bar [`load_model`] draws on stderr for a file of `file_bytes`, or `None` when it shows
+/// none (a small file, or stderr not a terminal).
+fn load_bar(path: &Path, file_bytes: u64, stderr_is_terminal: bool) -> Option<ProgressBar> {
+    if file_bytes <= LOAD_PROGRESS_MIN_BYTES || !stderr_is_terminal {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} loading {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(path.display().to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
 }
 
 /// Prints llama.cpp-style timings on stderr.
@@ -292,4 +338,19 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
         print_timings(load_time, &generator.timings());
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_progress_shows_only_for_files_over_1_gb_on_a_terminal() {
+        let p = Path::new("m.gguf");
+        assert!(load_bar(p, 2 * LOAD_PROGRESS_MIN_BYTES, true).is_some());
+        assert!(load_bar(p, LOAD_PROGRESS_MIN_BYTES + 1, true).is_some());
+        assert!(load_bar(p, 2 * LOAD_PROGRESS_MIN_BYTES, false).is_none());
+        assert!(load_bar(p, LOAD_PROGRESS_MIN_BYTES, true).is_none());
+        assert!(load_bar(p, 1 << 20, true).is_none());
+    }
 }
