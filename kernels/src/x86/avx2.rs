@@ -31,11 +31,12 @@ kernels! { "avx2,fma,f16c";
     unsafe dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = dequantize_row_q8_0_body;
     unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = dequantize_row_q6_k_body;
     unsafe dequantize_row_f16(x: &[f16], y: &mut [f32]) = dequantize_row_f16_body;
-    safe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = crate::scalar::gemm_f32_f16;
-    safe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = crate::scalar::gemm_f32_f32;
+    unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = gemm_nn_body::<f16>;
+    unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = gemm_nn_body::<f32>;
     unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_body::<super::avx2_strips::Q4_0>;
     unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_body::<super::avx2_strips::Q8_0>;
-    unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_k_body::<super::avx2_strips::Q4K, _>;
+    unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_k_body::<super::avx2_strips::Q4K<crate::repack::BlockQ4_Kx16>, _>;
+    unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_k_body::<super::avx2_strips::Q4K<crate::repack::BlockQ5_Kx16>, _>;
     unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_k_body::<super::avx2_strips::Q6K, _>;
     unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = vec_dot_q5_0_q8_0_body::<false>;
     unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = vec_dot_q4_1_q8_1_body::<false>;
@@ -1136,5 +1137,124 @@ pub(crate) unsafe fn dequantize_row_f16_body(x: &[f16], y: &mut [f32]) {
     }
     for i in main..n {
         y[i] = x[i].to_f32();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float matrix products (attention): `c = a b`, register tiles of MR rows x 16 columns; for
+// each `i`, two 8-column vectors of `b`'s row `i` are loaded once and multiplied by each of the
+// MR broadcast `a[t][i]`. Columns past the last whole 8 go one at a time, in the same order.
+
+/// A `b` element type of [`gemm_nn_body`].
+pub(crate) trait Row8: Copy {
+    /// 8 elements from `p` as f32.
+    ///
+    /// # Safety
+    /// AVX + F16C; 8 elements readable at `p`.
+    unsafe fn load8(p: *const Self) -> __m256;
+    /// The element as f32.
+    fn to_f32(self) -> f32;
+}
+
+impl Row8 for f16 {
+    #[inline(always)]
+    unsafe fn load8(p: *const f16) -> __m256 {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+impl Row8 for f32 {
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> __m256 {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+/// # Safety
+/// AVX2 + FMA + F16C; the slices hold the shape (`MatShape::check`).
+#[inline(always)]
+pub(crate) unsafe fn gemm_nn_body<B: Row8>(a: &[f32], b: &[B], c: &mut [f32], s: crate::MatShape) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        for t0 in (0..s.m).step_by(4) {
+            match s.m - t0 {
+                1 => gemm_nn_rows::<B, 1>(a, b, c, s, t0),
+                2 => gemm_nn_rows::<B, 2>(a, b, c, s, t0),
+                3 => gemm_nn_rows::<B, 3>(a, b, c, s, t0),
+                _ => gemm_nn_rows::<B, 4>(a, b, c, s, t0),
+            }
+        }
+    }
+}
+
+/// Rows `t0..t0 + MR` of `c`.
+///
+/// # Safety
+/// As [`gemm_nn_body`], and `t0 + MR <= s.m`.
+#[inline(always)]
+unsafe fn gemm_nn_rows<B: Row8, const MR: usize>(
+    a: &[f32],
+    b: &[B],
+    c: &mut [f32],
+    s: crate::MatShape,
+    t0: usize,
+) {
+    let crate::MatShape {
+        k,
+        n,
+        lda,
+        ldb,
+        ldc,
+        ..
+    } = s;
+    let at = |r: usize, i: usize| a[(t0 + r) * lda + i];
+    // Whole vectors: 16 columns, then one more 8 if there is one.
+    let mut j0 = 0;
+    // SAFETY: features guaranteed by the caller; every load reads inside the bounds-checked
+    // `row` slice of `8 nv` elements and every store inside the checked `o` slice.
+    unsafe {
+        while j0 + 8 <= n {
+            let nv = if j0 + 16 <= n { 2 } else { 1 };
+            let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+            for i in 0..k {
+                let row = &b[i * ldb + j0..][..8 * nv];
+                let mut bv = [_mm256_setzero_ps(); 2];
+                for (v, bv) in bv.iter_mut().enumerate().take(nv) {
+                    *bv = B::load8(row.as_ptr().add(8 * v));
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_ps(at(r, i));
+                    for (acc, &bv) in acc.iter_mut().zip(&bv).take(nv) {
+                        *acc = _mm256_fmadd_ps(x, bv, *acc);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let o = &mut c[(t0 + r) * ldc + j0..][..8 * nv];
+                for (v, &acc) in acc.iter().enumerate().take(nv) {
+                    _mm256_storeu_ps(o.as_mut_ptr().add(8 * v), acc);
+                }
+            }
+            j0 += 8 * nv;
+        }
+    }
+    for j in j0..n {
+        for r in 0..MR {
+            let mut v = 0.0f32;
+            for i in 0..k {
+                v = at(r, i).mul_add(b[i * ldb + j].to_f32(), v);
+            }
+            c[(t0 + r) * ldc + j] = v;
+        }
     }
 }
