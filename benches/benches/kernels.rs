@@ -348,6 +348,7 @@ fn gemm(c: &mut Criterion) {
         QK_K
     );
     gemm_q4_k_strips(c);
+    gemm_q5_k_strips(c);
     gemm_q6_k_strips(c);
 }
 
@@ -416,6 +417,17 @@ fn gemm_q4_k_strips(c: &mut Criterion) {
         r::quantize_row_q4_k,
         repack::repack_q4_k,
         Kernels::gemm_q4_kx16_q8_k,
+    );
+}
+
+fn gemm_q5_k_strips(c: &mut Criterion) {
+    use cinder_kernels::repack;
+    gemm_k_strips(
+        c,
+        "q5_kx16_q8_k",
+        r::quantize_row_q5_k,
+        repack::repack_q5_k,
+        Kernels::gemm_q5_kx16_q8_k,
     );
 }
 

@@ -10,7 +10,7 @@ use cinder_quant::block::*;
 use cinder_quant::dtype::QK_K;
 use half::f16;
 
-use crate::repack::{self, BlockQ4_Kx16, BlockQ6_Kx16, Lanes, STRIP_ROWS, Scales16};
+use crate::repack::{self, BlockQ4_Kx16, BlockQ5_Kx16, BlockQ6_Kx16, Lanes, STRIP_ROWS, Scales16};
 use crate::scalar;
 
 /// An instruction set a [`Kernels`] table can target.
@@ -212,6 +212,7 @@ kernel_table! {
     gemm_q4_0x16_q8_0: StripGemmFn,
     gemm_q8_0x16_q8_0: StripGemmFn,
     gemm_q4_kx16_q8_k: GemmFn<BlockQ4_Kx16, BlockQ8_K>,
+    gemm_q5_kx16_q8_k: GemmFn<BlockQ5_Kx16, BlockQ8_K>,
     gemm_q6_kx16_q8_k: GemmFn<BlockQ6_Kx16, BlockQ8_K>,
 }
 
@@ -504,8 +505,42 @@ macro_rules! strip_gemm {
     };
 }
 
+macro_rules! k_strip_gemm {
+    ($(#[$doc:meta])* $name:ident, $p:ty, $dot:ident) => {
+        $(#[$doc])*
+        ///
+        /// `w` holds `w.len() / (k / 256)` strips of 16 rows; for every row `r` of the strips in
+        /// `strips` and every activation column `c` of `a`:
+        #[doc = concat!("`out[c * ldo + (r - 16 * strips.start)] = ", stringify!($dot), "(row r, column c)`.")]
+        ///
+        /// Panics unless `k` is a positive multiple of 256, `w` holds whole strips, `a` whole
+        /// columns, `strips` lies inside `w`, `ldo >= 16 * strips.len()` and `out` holds the last
+        /// element.
+        pub fn $name(
+            &self,
+            w: &[$p],
+            a: &[BlockQ8_K],
+            k: usize,
+            strips: Range<usize>,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
+            let name = stringify!($name);
+            let Some(nb) = check_strips(name, (k, QK_K), w.len(), a.len(), &strips, out.len(), ldo)
+            else {
+                return;
+            };
+            let w = &w[strips.start * nb..strips.end * nb];
+            // SAFETY: owning `self` proves the CPU has `self.isa`'s features; `w` and `a` hold
+            // whole strips and columns of `nb` super-blocks and `out` covers every `c * ldo + r`
+            // (checked above).
+            unsafe { (self.$name)(w, a, nb, out, ldo) }
+        }
+    };
+}
+
 impl Kernels {
-    /// Whether this Isa's Q4_0/Q8_0/Q4_K/Q6_K products are fastest on weights repacked in 16-row
+    /// Whether this Isa's Q4_0/Q8_0/Q4_K/Q5_K/Q6_K products are fastest on weights repacked in 16-row
     /// strips ([`crate::repack`], [`Kernels::gemm_q4_0x16_q8_0`],
     /// [`Kernels::gemm_q4_kx16_q8_k`]); elsewhere the strip gemms are the scalar twins and the
     /// plain-layout gemms should be used.
@@ -518,58 +553,12 @@ impl Kernels {
     strip_gemm!(/// Q8_0 strips x Q8_0 columns (weights repacked at load).
         gemm_q8_0x16_q8_0, repack::Q8_0_GROUPS);
 
-    /// Q4_K strips x Q8_K columns (weights repacked at load by [`repack::repack_q4_k`]).
-    ///
-    /// `w` holds `w.len() / (k / 256)` strips of 16 rows; for every row `r` of the strips in
-    /// `strips` and every activation column `c` of `a`:
-    /// `out[c * ldo + (r - 16 * strips.start)] = vec_dot_q4_k_q8_k(row r, column c)`.
-    ///
-    /// Panics unless `k` is a positive multiple of 256, `w` holds whole strips, `a` whole
-    /// columns, `strips` lies inside `w`, `ldo >= 16 * strips.len()` and `out` holds the last
-    /// element.
-    pub fn gemm_q4_kx16_q8_k(
-        &self,
-        w: &[BlockQ4_Kx16],
-        a: &[BlockQ8_K],
-        k: usize,
-        strips: Range<usize>,
-        out: &mut [f32],
-        ldo: usize,
-    ) {
-        let name = "gemm_q4_kx16_q8_k";
-        let Some(nb) = check_strips(name, (k, QK_K), w.len(), a.len(), &strips, out.len(), ldo)
-        else {
-            return;
-        };
-        let w = &w[strips.start * nb..strips.end * nb];
-        // SAFETY: owning `self` proves the CPU has `self.isa`'s features; `w` and `a` hold
-        // whole strips and columns of `nb` super-blocks and `out` covers every `c * ldo + r`
-        // (checked above).
-        unsafe { (self.gemm_q4_kx16_q8_k)(w, a, nb, out, ldo) }
-    }
-
-    /// Q6_K strips x Q8_K columns (weights repacked at load by [`repack::repack_q6_k`]): as
-    /// [`Kernels::gemm_q4_kx16_q8_k`], with `vec_dot_q6_k_q8_k`.
-    pub fn gemm_q6_kx16_q8_k(
-        &self,
-        w: &[BlockQ6_Kx16],
-        a: &[BlockQ8_K],
-        k: usize,
-        strips: Range<usize>,
-        out: &mut [f32],
-        ldo: usize,
-    ) {
-        let name = "gemm_q6_kx16_q8_k";
-        let Some(nb) = check_strips(name, (k, QK_K), w.len(), a.len(), &strips, out.len(), ldo)
-        else {
-            return;
-        };
-        let w = &w[strips.start * nb..strips.end * nb];
-        // SAFETY: owning `self` proves the CPU has `self.isa`'s features; `w` and `a` hold
-        // whole strips and columns of `nb` super-blocks and `out` covers every `c * ldo + r`
-        // (checked above).
-        unsafe { (self.gemm_q6_kx16_q8_k)(w, a, nb, out, ldo) }
-    }
+    k_strip_gemm!(/// Q4_K strips x Q8_K columns (weights repacked at load by [`repack::repack_q4_k`]).
+        gemm_q4_kx16_q8_k, BlockQ4_Kx16, vec_dot_q4_k_q8_k);
+    k_strip_gemm!(/// Q5_K strips x Q8_K columns (weights repacked at load by [`repack::repack_q5_k`]).
+        gemm_q5_kx16_q8_k, BlockQ5_Kx16, vec_dot_q5_k_q8_k);
+    k_strip_gemm!(/// Q6_K strips x Q8_K columns (weights repacked at load by [`repack::repack_q6_k`]).
+        gemm_q6_kx16_q8_k, BlockQ6_Kx16, vec_dot_q6_k_q8_k);
     gemm_nn!(/// f32 x f16 matrix product (attention over an f16 KV cache).
         gemm_f32_f16, f16);
     gemm_nn!(/// f32 x f32 matrix product (attention over an f32 KV cache).

@@ -19,6 +19,11 @@
 //! unsigned operands of `vpdpbusd`), and `d`, `dmin` as f16 bits. The 96 bits of the scale field are all kept, so
 //! this too is a permutation: [`unpack_q4_k`] re-encodes them exactly.
 //!
+//! Q5_K strips ([`BlockQ5_Kx16`]) are the Q4_K strip block of the low nibbles, scales and mins
+//! plus the 32 `qh` bytes of each row as 8 [`Lanes`]: bit `s` of `qh` byte `l` is the fifth bit
+//! of value `32 s + l`, so word `t` of the `qh` lanes holds the fifth bits of every sub-block's
+//! values `4 t .. 4 t + 4`.
+//!
 //! Q6_K strips are one [`BlockQ6_Kx16`] per super-block of the 16 rows: lane `r` of
 //! `ql[t]` (`< 32`) is the little-endian word of row `r`'s `ql` bytes `4 t .. 4 t + 4`, of
 //! `qh[u]` (`< 16`) that of its `qh` bytes `4 u .. 4 u + 4`, `scales[g][r]` its signed scale of
@@ -30,7 +35,7 @@
 //! (`m = 2`), the high nibbles of `ql[16 n + 8 + j]` and bits 6-7 (`m = 3`).
 
 use bytemuck::{Pod, Zeroable};
-use cinder_quant::block::{BlockQ4_0, BlockQ4_K, BlockQ6_K, BlockQ8_0};
+use cinder_quant::block::{BlockQ4_0, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_0};
 use half::f16;
 
 /// Rows per strip.
@@ -73,6 +78,21 @@ pub struct BlockQ4_Kx16 {
 }
 
 const _: () = assert!(std::mem::size_of::<BlockQ4_Kx16>() == 2368);
+
+/// One Q5_K super-block (256 values) of 16 rows, the unit of the Q5_K strips: the low four
+/// bits of every value, the scales and mins as a [`BlockQ4_Kx16`], and the fifth bits.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C, align(64))]
+pub struct BlockQ5_Kx16 {
+    /// The Q4_K strip block of the low nibbles (`qs`), scales, mins, `d` and `dmin`.
+    pub q4: BlockQ4_Kx16,
+    /// `qh[t]`, lane `r`: row `r`'s `qh` bytes `4 t .. 4 t + 4` (LE); bit `s` of byte `l` is
+    /// the fifth bit of value `32 s + l`.
+    pub qh: [Lanes; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ5_Kx16>() == 2880);
 
 /// One Q6_K super-block (256 values) of 16 rows, the unit of the Q6_K strips.
 #[allow(non_camel_case_types)]
@@ -196,17 +216,36 @@ pub fn unpack_q8_0(
 /// Panics if the lengths do not say so.
 pub fn repack_q4_k(w: &[BlockQ4_K], nb: usize, out: &mut [BlockQ4_Kx16]) {
     repack_k("repack_q4_k", w, nb, out, |o, r, b| {
-        o.d.0[r] = b.d.to_bits();
-        o.dmin.0[r] = b.dmin.to_bits();
-        let (sc, mn) = crate::scalar::scales_mins_k4(&b.scales);
-        for (i, m) in o.mins.iter_mut().enumerate() {
-            m.0[r] = word(&mn, i);
-        }
-        for (sub, &v) in sc.iter().enumerate() {
-            o.scales[sub][r] = v;
-        }
-        for (g, q) in o.qs.iter_mut().enumerate() {
-            q.0[r] = word(&b.qs, g);
+        put_q4_k(o, r, (b.d, b.dmin), &b.scales, &b.qs)
+    });
+}
+
+/// Row `r` of a [`BlockQ4_Kx16`]: the super-block scales, the 12-byte scale field decoded,
+/// the 128 nibble bytes.
+fn put_q4_k(o: &mut BlockQ4_Kx16, r: usize, (d, dmin): (f16, f16), scales: &[u8; 12], qs: &[u8]) {
+    o.d.0[r] = d.to_bits();
+    o.dmin.0[r] = dmin.to_bits();
+    let (sc, mn) = crate::scalar::scales_mins_k4(scales);
+    for (i, m) in o.mins.iter_mut().enumerate() {
+        m.0[r] = word(&mn, i);
+    }
+    for (sub, &v) in sc.iter().enumerate() {
+        o.scales[sub][r] = v;
+    }
+    for (g, q) in o.qs.iter_mut().enumerate() {
+        q.0[r] = word(qs, g);
+    }
+}
+
+/// Repack a Q5_K matrix of `w.len() / nb` rows (a multiple of 16) and `nb` super-blocks per
+/// row into `out` (`rows * nb / 16` strip blocks: strip by strip, super-block by super-block).
+///
+/// Panics if the lengths do not say so.
+pub fn repack_q5_k(w: &[BlockQ5_K], nb: usize, out: &mut [BlockQ5_Kx16]) {
+    repack_k("repack_q5_k", w, nb, out, |o, r, b| {
+        put_q4_k(&mut o.q4, r, (b.d, b.dmin), &b.scales, &b.qs);
+        for (t, q) in o.qh.iter_mut().enumerate() {
+            q.0[r] = word(&b.qh, t);
         }
     });
 }
@@ -247,16 +286,45 @@ fn encode_scales_mins_k4(sc: &[u8; 8], mn: &[u8; 8]) -> [u8; 12] {
 /// super-blocks per row.
 pub fn unpack_q4_k(w: &[BlockQ4_Kx16], nb: usize, (s, r, k): (usize, usize, usize)) -> BlockQ4_K {
     let p = &w[s * nb + k];
-    let sc = std::array::from_fn(|sub| p.scales[sub][r]);
-    let mn = std::array::from_fn(|sub| p.mins[sub / 4].0[r].to_le_bytes()[sub % 4]);
     let mut b = BlockQ4_K {
-        d: f16::from_bits(p.d.0[r]),
-        dmin: f16::from_bits(p.dmin.0[r]),
-        scales: encode_scales_mins_k4(&sc, &mn),
+        d: f16::ZERO,
+        dmin: f16::ZERO,
+        scales: [0; 12],
         qs: [0; 128],
     };
+    (b.d, b.dmin, b.scales) = get_q4_k(p, r, &mut b.qs);
+    b
+}
+
+/// Row `r` of a [`BlockQ4_Kx16`]: `d`, `dmin` and the 12-byte scale field re-encoded; the
+/// nibble bytes into `qs`.
+fn get_q4_k(p: &BlockQ4_Kx16, r: usize, qs: &mut [u8; 128]) -> (f16, f16, [u8; 12]) {
+    let sc = std::array::from_fn(|sub| p.scales[sub][r]);
+    let mn = std::array::from_fn(|sub| p.mins[sub / 4].0[r].to_le_bytes()[sub % 4]);
     for (g, q) in p.qs.iter().enumerate() {
-        b.qs[4 * g..4 * g + 4].copy_from_slice(&q.0[r].to_le_bytes());
+        qs[4 * g..4 * g + 4].copy_from_slice(&q.0[r].to_le_bytes());
+    }
+    (
+        f16::from_bits(p.d.0[r]),
+        f16::from_bits(p.dmin.0[r]),
+        encode_scales_mins_k4(&sc, &mn),
+    )
+}
+
+/// Super-block `k` of row `r` (`< 16`) of strip `s` of a repacked Q5_K matrix of `nb`
+/// super-blocks per row.
+pub fn unpack_q5_k(w: &[BlockQ5_Kx16], nb: usize, (s, r, k): (usize, usize, usize)) -> BlockQ5_K {
+    let p = &w[s * nb + k];
+    let mut b = BlockQ5_K {
+        d: f16::ZERO,
+        dmin: f16::ZERO,
+        scales: [0; 12],
+        qh: [0; 32],
+        qs: [0; 128],
+    };
+    (b.d, b.dmin, b.scales) = get_q4_k(&p.q4, r, &mut b.qs);
+    for (t, q) in p.qh.iter().enumerate() {
+        b.qh[4 * t..4 * t + 4].copy_from_slice(&q.0[r].to_le_bytes());
     }
     b
 }
@@ -370,6 +438,32 @@ mod tests {
         );
         // Sub-block 1's first values are the high nibbles of word 0.
         assert_eq!(p[0].qs[0].0[0] >> 4 & 0xF, u32::from(w[0].qs[0] >> 4));
+    }
+
+    #[test]
+    fn q5_k_repack_then_unpack_restores_every_block() {
+        let (rows, nb) = (32, 2);
+        let w: Vec<BlockQ5_K> = (0..rows * nb)
+            .map(|i| BlockQ5_K {
+                d: f16::from_f32(i as f32 * 0.125 - 2.0),
+                dmin: f16::from_bits((i * 977) as u16),
+                scales: std::array::from_fn(|j| (i * 37 + j * 101 + 3) as u8),
+                qh: std::array::from_fn(|j| (i * 11 + j * 29 + 5) as u8),
+                qs: std::array::from_fn(|j| (i * 7 + j * 13) as u8),
+            })
+            .collect();
+        let mut p = vec![BlockQ5_Kx16::zeroed(); rows / STRIP_ROWS * nb];
+        repack_q5_k(&w, nb, &mut p);
+        for row in 0..rows {
+            for k in 0..nb {
+                let at = (row / STRIP_ROWS, row % STRIP_ROWS, k);
+                // Bytes, not `==`: some `dmin` bits are NaNs.
+                let b = unpack_q5_k(&p, nb, at);
+                assert_eq!(bytemuck::bytes_of(&b), bytemuck::bytes_of(&w[row * nb + k]));
+            }
+        }
+        // Row 1 of strip 0, super-block 1: its `qh` bytes 28..32.
+        assert_eq!(p[1].qh[7].0[1].to_le_bytes(), w[nb + 1].qh[28..32]);
     }
 
     #[test]

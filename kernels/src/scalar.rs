@@ -10,7 +10,7 @@ use cinder_quant::dtype::QK_K;
 use half::f16;
 
 use crate::dispatch::MatShape;
-use crate::repack::{self, BlockQ4_Kx16, BlockQ6_Kx16, Lanes, Scales16};
+use crate::repack::{self, BlockQ4_Kx16, BlockQ5_Kx16, BlockQ6_Kx16, Lanes, Scales16};
 
 // ---------------------------------------------------------------------------------------------
 // Activation quantizers: the scalar twins are quant's reference quantizers themselves (the
@@ -431,6 +431,26 @@ pub fn gemm_q4_kx16_q8_k(
         ldo,
         |at| repack::unpack_q4_k(w, nb, at),
         vec_dot_q4_k_q8_k,
+    )
+}
+
+/// As [`gemm_q4_kx16_q8_k`] for Q5_K strips: bit-equal to `vec_dot_q5_k_q8_k` on the plain
+/// rows.
+pub fn gemm_q5_kx16_q8_k(
+    w: &[BlockQ5_Kx16],
+    a: &[BlockQ8_K],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    gemm_x16(
+        w.len() / nb,
+        a,
+        nb,
+        out,
+        ldo,
+        |at| repack::unpack_q5_k(w, nb, at),
+        vec_dot_q5_k_q8_k,
     )
 }
 

@@ -876,3 +876,46 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Q5_K strips: every Isa bit-equal to the scalar dot of the plain rows (every kernel does
+    /// the scalar's float step on exact integer sums), only the strips' tile written, and
+    /// repack -> unpack the identity.
+    #[test]
+    fn q5_k_strip_gemm_every_isa_matches_scalar_on_plain_rows(
+        (nb, strips, cols, w, a, s0, s1, pad) in (1usize..=3, 1usize..=3, 1usize..=19)
+            .prop_flat_map(|(nb, strips, cols)| (
+                Just(nb), Just(strips), Just(cols),
+                blocks::<BlockQ5_K, _>(nb * strips * 16, s2(), |b, (d, m)| { b.d = d; b.dmin = m; }),
+                blocks::<BlockQ8_K, _>(nb * cols, scale32(), fix_q8k),
+                0..=strips, 0..=strips, 0usize..3)),
+    ) {
+        use cinder_kernels::repack::{self, BlockQ5_Kx16};
+        let win = Window::new((s0, s1), 16, pad, cols);
+        let (lo, hi, ldo, len) = (win.lo, win.hi, win.ldo, win.len);
+        let mut p = vec![BlockQ5_Kx16::zeroed(); strips * nb];
+        repack::repack_q5_k(&w, nb, &mut p);
+        for row in 0..strips * 16 {
+            for k in 0..nb {
+                let b = repack::unpack_q5_k(&p, nb, (row / 16, row % 16, k));
+                prop_assert_eq!(bytemuck::bytes_of(&b), bytemuck::bytes_of(&w[row * nb + k]));
+            }
+        }
+        let s = Kernels::scalar();
+        for k in all_kernels() {
+            let mut out = vec![SENTINEL; len];
+            k.gemm_q5_kx16_q8_k(&p, &a, nb * QK_K, lo..hi, &mut out, ldo);
+            for (i, &v) in out.iter().enumerate() {
+                let Some((c, rr)) = win.at(i) else {
+                    prop_assert!(v == SENTINEL, "gemm_q5_kx16_q8_k on {}: wrote outside its tile at {i}", k.isa());
+                    continue;
+                };
+                let row = lo * 16 + rr;
+                let want = s.vec_dot_q5_k_q8_k(&w[row * nb..][..nb], &a[c * nb..][..nb]);
+                bit_equal("gemm_q5_kx16_q8_k", k.isa(), v, want)?;
+            }
+        }
+    }
+}

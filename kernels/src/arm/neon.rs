@@ -45,6 +45,7 @@ kernels! { "neon";
     gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = strips_q4_0_body;
     gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = strips_q8_0_body;
     gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = strips_q4_k_body;
+    gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = strips_q5_k_body;
     gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = strips_q6_k_body;
 }
 
@@ -930,6 +931,21 @@ pub(crate) unsafe fn strips_q4_k_body(
     ldo: usize,
 ) {
     scalar::gemm_q4_kx16_q8_k(w, a, nb, out, ldo)
+}
+
+/// As [`strips_q4_0_body`] for Q5_K.
+///
+/// # Safety
+/// None beyond the contract of `Kernels::gemm_q5_kx16_q8_k` (it is the scalar twin).
+#[inline(always)]
+pub(crate) unsafe fn strips_q5_k_body(
+    w: &[crate::repack::BlockQ5_Kx16],
+    a: &[BlockQ8_K],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    scalar::gemm_q5_kx16_q8_k(w, a, nb, out, ldo)
 }
 
 /// As [`strips_q4_0_body`] for Q6_K.

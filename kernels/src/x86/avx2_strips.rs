@@ -16,8 +16,8 @@ use std::arch::x86_64::*;
 
 use cinder_quant::block::{BlockQ8_0, BlockQ8_K};
 
-use crate::repack::{self, BlockQ4_Kx16, BlockQ6_Kx16, Lanes, Scales16};
-use crate::x86::strips::{self, ActBlock, ActK, BlockStrips, StripKernel};
+use crate::repack::{self, BlockQ6_Kx16, Lanes, Scales16};
+use crate::x86::strips::{self, ActBlock, ActK, BlockStrips, K4Block, StripKernel};
 
 /// Rows per half strip.
 const HALF: usize = 8;
@@ -244,31 +244,39 @@ impl<F: Fmt> StripKernel for Blocks<F> {
         // SAFETY: features guaranteed by the caller; `w.q` holds `nb * GROUPS` groups and
         // `w.d` `nb` scales (one strip); each activation read is inside its block's 32 bytes.
         unsafe {
-            for h in 0..2 {
-                let mut acc = [[_mm256_setzero_ps(); RN]; 2];
+            // Few columns (generation): both halves of each block in turn, so the strip streams
+            // once. More: one half at a time, whose 8 weight registers stay while 4 columns pass.
+            let (halves, passes) = if RN <= 2 { (2, 1) } else { (1, 2) };
+            for pass in 0..passes {
+                // acc[h][j][c]: half h, chain j (odd blocks when SPLIT), column c.
+                let mut acc = [[[_mm256_setzero_ps(); RN]; 2]; 2];
                 for k in 0..nb {
                     let q = &w.q[k * F::GROUPS..(k + 1) * F::GROUPS];
-                    let dw = f16x8(w.d[k].0.as_ptr().add(HALF * h));
                     let mut qs = [std::ptr::null(); RN];
                     for (c, qs) in qs.iter_mut().enumerate() {
                         *qs = a[c * nb + k].qs.as_ptr();
                     }
-                    let is = F::idots::<RN, SPLIT>(q, h, qs);
                     let j = if SPLIT { k & 1 } else { 0 };
-                    for c in 0..RN {
-                        let mb = m[c * nb + k];
-                        let i = _mm256_add_epi32(is[c], _mm256_set1_epi32(mb.seed));
-                        let sc = _mm256_mul_ps(dw, _mm256_set1_ps(mb.d));
-                        acc[j][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, acc[j][c]);
+                    for (hh, acc) in acc.iter_mut().enumerate().take(halves) {
+                        let h = pass + hh;
+                        let dw = f16x8(w.d[k].0.as_ptr().add(HALF * h));
+                        let is = F::idots::<RN, SPLIT>(q, h, qs);
+                        for c in 0..RN {
+                            let mb = m[c * nb + k];
+                            let i = _mm256_add_epi32(is[c], _mm256_set1_epi32(mb.seed));
+                            let sc = _mm256_mul_ps(dw, _mm256_set1_ps(mb.d));
+                            acc[j][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, acc[j][c]);
+                        }
                     }
                 }
-                let [mut acc, odd] = acc;
-                if SPLIT {
-                    for (a, &b) in acc.iter_mut().zip(&odd) {
-                        *a = _mm256_add_ps(*a, b);
+                for (hh, [acc, odd]) in acc.iter_mut().enumerate().take(halves) {
+                    if SPLIT {
+                        for (a, &b) in acc.iter_mut().zip(odd.iter()) {
+                            *a = _mm256_add_ps(*a, b);
+                        }
                     }
+                    store_half(acc, (r0, c0, pass + hh), out, ldo);
                 }
-                store_half(&acc, (r0, c0, h), out, ldo);
             }
         }
     }
@@ -304,11 +312,12 @@ pub(crate) unsafe fn strips_body<F: Fmt>(
 // the split pair sums of `ActK` (<= 4 * 63 * 128 per i16), `vpmaddwd` by ones. Float step: the
 // scalar's.
 
-/// Q4_K strips, AVX2 column kernel.
-pub(crate) struct Q4K;
+/// Q4_K strips (and Q5_K strips: the same kernel with the fifth bits added to the nibbles and
+/// two i16 chains of four words per sub-block, each <= 4 * 7936), AVX2 column kernel.
+pub(crate) struct Q4K<B>(std::marker::PhantomData<B>);
 
-impl StripKernel for Q4K {
-    type W<'a> = &'a [BlockQ4_Kx16];
+impl<B: K4Block + 'static> StripKernel for Q4K<B> {
+    type W<'a> = &'a [B];
     type A = BlockQ8_K;
     type M = ActK;
     const COLS: usize = COLS;
@@ -320,7 +329,7 @@ impl StripKernel for Q4K {
     }
     #[inline(always)]
     unsafe fn cols<const RN: usize, const SPLIT: bool>(
-        w: &[BlockQ4_Kx16],
+        w: &[B],
         a: &[BlockQ8_K],
         m: &[ActK],
         nb: usize,
@@ -336,13 +345,18 @@ impl StripKernel for Q4K {
         // (`32 s + 32 <= 256`).
         unsafe {
             let nib = _mm256_set1_epi8(0x0F);
+            let fifth = _mm256_set1_epi8(0x10);
             let ones = _mm256_set1_epi16(1);
-            for h in 0..2 {
-                let mut accf = [_mm256_setzero_ps(); RN];
-                for (k, b) in w.iter().enumerate().take(nb) {
+            let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
+            for (k, bk) in w.iter().enumerate().take(nb) {
+                for (h, accf) in accf2.iter_mut().enumerate() {
+                    let b = bk.q4();
                     let mut isum = [_mm256_setzero_si256(); RN];
                     for s in 0..8 {
                         let mut wv = [_mm256_setzero_si256(); 8];
+                        // Bit `s` of each `qh` byte to bit 4 (no bit crosses a byte).
+                        let up = _mm_cvtsi32_si128(4 - s.min(4) as i32);
+                        let down = _mm_cvtsi32_si128(s.max(4) as i32 - 4);
                         for (t, wv) in wv.iter_mut().enumerate() {
                             let raw = half(&b.qs[8 * (s / 2) + t], h);
                             let raw = if s % 2 == 0 {
@@ -351,12 +365,27 @@ impl StripKernel for Q4K {
                                 _mm256_srli_epi16(raw, 4)
                             };
                             *wv = _mm256_and_si256(raw, nib);
+                            if B::Q5 {
+                                let q = half(&bk.qh()[t], h);
+                                let q = _mm256_srl_epi16(_mm256_sll_epi16(q, up), down);
+                                *wv = _mm256_or_si256(*wv, _mm256_and_si256(q, fifth));
+                            }
                         }
                         let sc = scale_pairs::<false>(b.scales[s].as_ptr().add(HALF * h));
+                        let [w0, w1, w2, w3, w4, w5, w6, w7] = wv;
                         for (c, isum) in isum.iter_mut().enumerate() {
                             let qs = a[c * nb + k].qs.as_ptr().add(32 * s);
-                            let p = madd_words::<8, SPLIT>(&wv, qs);
-                            *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(p, sc));
+                            let p = if B::Q5 {
+                                let p0 = madd_words::<4, false>(&[w0, w1, w2, w3], qs);
+                                let p1 = madd_words::<4, false>(&[w4, w5, w6, w7], qs.add(16));
+                                _mm256_add_epi32(
+                                    _mm256_madd_epi16(p0, sc),
+                                    _mm256_madd_epi16(p1, sc),
+                                )
+                            } else {
+                                _mm256_madd_epi16(madd_words::<8, SPLIT>(&wv, qs), sc)
+                            };
+                            *isum = _mm256_add_epi32(*isum, p);
                         }
                     }
                     let d = f16x8(b.d.0.as_ptr().add(HALF * h));
@@ -381,7 +410,9 @@ impl StripKernel for Q4K {
                         *accf = _mm256_add_ps(*accf, t);
                     }
                 }
-                store_half(&accf, (r0, c0, h), out, ldo);
+            }
+            for (h, accf) in accf2.iter().enumerate() {
+                store_half(accf, (r0, c0, h), out, ldo);
             }
         }
     }
@@ -425,9 +456,9 @@ impl StripKernel for Q6K {
             let nib = _mm256_set1_epi8(0x0F);
             let hi2 = _mm256_set1_epi8(0x30);
             let lo16 = _mm256_set1_epi32(0xFFFF);
-            for h in 0..2 {
-                let mut accf = [_mm256_setzero_ps(); RN];
-                for (k, b) in w.iter().enumerate().take(nb) {
+            let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
+            for (k, b) in w.iter().enumerate().take(nb) {
+                for (h, accf) in accf2.iter_mut().enumerate() {
                     let mut isum = [_mm256_setzero_si256(); RN];
                     for g in 0..16 {
                         let (n, m, j0) = (g / 8, g % 8 / 2, 4 * (g % 2));
@@ -487,7 +518,9 @@ impl StripKernel for Q6K {
                         *accf = _mm256_add_ps(*accf, t);
                     }
                 }
-                store_half(&accf, (r0, c0, h), out, ldo);
+            }
+            for (h, accf) in accf2.iter().enumerate() {
+                store_half(accf, (r0, c0, h), out, ldo);
             }
         }
     }

@@ -40,7 +40,8 @@ macro_rules! avx512_flavour {
                 unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f16>;
                 unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q4_0Strip, $vnni>;
                 unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q8_0Strip, $vnni>;
-                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip, $vnni>;
+                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip<crate::repack::BlockQ4_Kx16>, $vnni>;
+                unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip<crate::repack::BlockQ5_Kx16>, $vnni>;
                 unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q6KStrip, $vnni>;
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<$vnni>;
@@ -854,7 +855,7 @@ unsafe fn gemm_q8_0_q8_0_body<const VNNI: bool>(
 
 use crate::repack::{self, Lanes, STRIP_ROWS, Scales16};
 use crate::x86::avx2_strips;
-use crate::x86::strips::{self, ActBlock, ActK, BlockStrips, StripKernel};
+use crate::x86::strips::{self, ActBlock, ActK, BlockStrips, K4Block, StripKernel};
 
 /// Fewest activation columns for which repacking plain-layout weights per call beats the pair
 /// tiles (repacking a strip costs about as much as two columns of work).
@@ -1310,8 +1311,6 @@ unsafe fn strips<S: Strip, const VNNI: bool>(
 // step is the scalar's expression (`(d_y * d) * isum - (d_y * dmin) * msum`, then added), so
 // the result is bit-equal to the scalar twin.
 
-use repack::BlockQ4_Kx16;
-
 /// Activation word `t` from `qs` (bytes `4 t .. 4 t + 4`) in every i32 lane.
 ///
 /// # Safety
@@ -1330,8 +1329,8 @@ unsafe fn bcast_word(qs: *const i8, t: usize) -> __m512i {
 /// AVX-512 F/BW + VNNI + F16C; `w.len() == nb`; indexing is checked.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn q4_k_strip_cols<const RN: usize, const SPLIT: bool>(
-    w: &[BlockQ4_Kx16],
+unsafe fn q4_k_strip_cols<B: K4Block, const RN: usize, const SPLIT: bool>(
+    w: &[B],
     a: &[BlockQ8_K],
     m: &[ActK],
     nb: usize,
@@ -1348,10 +1347,17 @@ unsafe fn q4_k_strip_cols<const RN: usize, const SPLIT: bool>(
     unsafe {
         let nib = _mm512_set1_epi8(0x0F);
         let mut accf = [_mm512_setzero_ps(); RN];
-        for (k, b) in w.iter().enumerate().take(nb) {
+        let fifth = _mm512_set1_epi8(0x10);
+        for (k, bk) in w.iter().enumerate().take(nb) {
+            let b = bk.q4();
             let mut isum = [_mm512_setzero_si512(); RN];
             for s in 0..8 {
                 let mut wv = [_mm512_setzero_si512(); 8];
+                // Bit `s` of each `qh` byte to bit 4 (no bit crosses a byte: shifts <= 4).
+                let (up, down) = (
+                    _mm_cvtsi32_si128(4 - s.min(4) as i32),
+                    _mm_cvtsi32_si128(s.max(4) as i32 - 4),
+                );
                 for (t, wv) in wv.iter_mut().enumerate() {
                     let raw = _mm512_load_si512(b.qs[8 * (s / 2) + t].0.as_ptr().cast());
                     let raw = if s % 2 == 0 {
@@ -1360,6 +1366,12 @@ unsafe fn q4_k_strip_cols<const RN: usize, const SPLIT: bool>(
                         _mm512_srli_epi16(raw, 4)
                     };
                     *wv = _mm512_and_si512(raw, nib);
+                    if B::Q5 {
+                        let h = _mm512_load_si512(bk.qh()[t].0.as_ptr().cast());
+                        let h = _mm512_srl_epi16(_mm512_sll_epi16(h, up), down);
+                        // wv | (h & 0x10)
+                        *wv = _mm512_ternarylogic_epi32(*wv, h, fifth, 0xF8);
+                    }
                 }
                 let sc = _mm512_cvtepu8_epi32(_mm_load_si128(b.scales[s].as_ptr().cast()));
                 for (c, isum) in isum.iter_mut().enumerate() {
@@ -1509,10 +1521,10 @@ unsafe fn q6_k_strip_cols<const RN: usize, const SPLIT: bool>(
 }
 
 /// Q4_K strips, VNNI column kernel.
-struct Q4KStrip;
+struct Q4KStrip<B>(std::marker::PhantomData<B>);
 
-impl StripKernel for Q4KStrip {
-    type W<'a> = &'a [BlockQ4_Kx16];
+impl<B: K4Block + 'static> StripKernel for Q4KStrip<B> {
+    type W<'a> = &'a [B];
     type A = BlockQ8_K;
     type M = ActK;
     const COLS: usize = STRIP_COLS;
@@ -1524,7 +1536,7 @@ impl StripKernel for Q4KStrip {
     }
     #[inline(always)]
     unsafe fn cols<const RN: usize, const SPLIT: bool>(
-        w: &[BlockQ4_Kx16],
+        w: &[B],
         a: &[BlockQ8_K],
         m: &[ActK],
         nb: usize,
@@ -1533,7 +1545,7 @@ impl StripKernel for Q4KStrip {
         ldo: usize,
     ) {
         // SAFETY: forwarded caller guarantees.
-        unsafe { q4_k_strip_cols::<RN, SPLIT>(w, a, m, nb, rc, out, ldo) }
+        unsafe { q4_k_strip_cols::<B, RN, SPLIT>(w, a, m, nb, rc, out, ldo) }
     }
 }
 
@@ -1599,9 +1611,9 @@ trait KTwin {
     type Avx2;
 }
 
-impl KTwin for Q4KStrip {
-    type P = BlockQ4_Kx16;
-    type Avx2 = avx2_strips::Q4K;
+impl<B: K4Block + 'static> KTwin for Q4KStrip<B> {
+    type P = B;
+    type Avx2 = avx2_strips::Q4K<B>;
 }
 
 impl KTwin for Q6KStrip {

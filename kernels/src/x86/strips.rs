@@ -11,7 +11,7 @@
 
 use cinder_quant::block::{BlockQ8_0, BlockQ8_K};
 
-use crate::repack::{Lanes, STRIP_ROWS, Scales16};
+use crate::repack::{BlockQ4_Kx16, BlockQ5_Kx16, Lanes, STRIP_ROWS, Scales16};
 
 /// Per activation block: its scale as f32 and the accumulator seed that removes the weights'
 /// unsigned offset (`-offset * sum(q)`).
@@ -129,7 +129,7 @@ pub(crate) trait StripKernel {
     type A;
     /// The per-block activation summaries the column kernel reads.
     type M;
-    /// Columns per full call of [`StripKernel::cols`] (4 or 8).
+    /// Columns per full call of [`StripKernel::cols`] (3, 4 or 8).
     const COLS: usize;
     /// The summaries of `a` (one per block), from a thread-local buffer.
     fn prep(a: &[Self::A]) -> Vec<Self::M>;
@@ -195,10 +195,10 @@ pub(crate) unsafe fn drive_with<S: StripKernel>(
             let st = w.strip(nb, s);
             let r0 = s * STRIP_ROWS;
             for c0 in (0..cf).step_by(S::COLS) {
-                if S::COLS == 4 {
-                    S::cols::<4, false>(st, a, m, nb, (r0, c0), out, ldo);
-                } else {
-                    S::cols::<8, false>(st, a, m, nb, (r0, c0), out, ldo);
+                match S::COLS {
+                    3 => S::cols::<3, false>(st, a, m, nb, (r0, c0), out, ldo),
+                    4 => S::cols::<4, false>(st, a, m, nb, (r0, c0), out, ldo),
+                    _ => S::cols::<8, false>(st, a, m, nb, (r0, c0), out, ldo),
                 }
             }
             let rc = (r0, cf);
@@ -213,5 +213,39 @@ pub(crate) unsafe fn drive_with<S: StripKernel>(
                 _ => S::cols::<7, false>(st, a, m, nb, rc, out, ldo),
             }
         }
+    }
+}
+
+/// A strip block the Q4_K column kernels read: a [`BlockQ4_Kx16`], or a [`BlockQ5_Kx16`]
+/// (its Q4_K part plus the fifth bits, which the kernels add to the nibbles when `Q5`).
+pub(crate) trait K4Block {
+    /// Whether the values have a fifth bit in [`K4Block::qh`].
+    const Q5: bool;
+    /// The nibbles, scales and mins.
+    fn q4(&self) -> &BlockQ4_Kx16;
+    /// The fifth bits (`Q5` only).
+    fn qh(&self) -> &[Lanes; 8];
+}
+
+/// No fifth bits (never read: `Q5` is false).
+static NO_QH: [Lanes; 8] = [Lanes([0; STRIP_ROWS]); 8];
+
+impl K4Block for BlockQ4_Kx16 {
+    const Q5: bool = false;
+    fn q4(&self) -> &BlockQ4_Kx16 {
+        self
+    }
+    fn qh(&self) -> &[Lanes; 8] {
+        &NO_QH
+    }
+}
+
+impl K4Block for BlockQ5_Kx16 {
+    const Q5: bool = true;
+    fn q4(&self) -> &BlockQ4_Kx16 {
+        &self.q4
+    }
+    fn qh(&self) -> &[Lanes; 8] {
+        &self.qh
     }
 }
