@@ -142,8 +142,7 @@ pub fn matmul(
         return Ok(());
     }
     let k = kernels;
-    let tiles = &mut s.tiles;
-    // Q4_0/Q8_0/Q4_K/Q6_K weights repacked at load: the strip gemms, 16 rows per strip (for one
+    // Q4_0/Q8_0/Q4_K/Q5_K/Q6_K weights repacked at load: the strip gemms, 16 rows per strip (for one
     // token too: the strips stream the matrix as fast as the row dots, and the loader has
     // released the plain copy's pages).
     match w.strips() {
@@ -154,7 +153,7 @@ pub fn matmul(
             };
             let strips = Strips { q, d };
             let a = quantize(x, n, cols / QK, &mut s.q8_0, |x, q| q8_0(k, x, q));
-            run(rows, cols, n, out, tiles, |r, t, o| {
+            run(rows, cols, n, out, &mut s.tiles, |r, t, o| {
                 gemm_tokens(a, r, t, o, |a, r, o, ldo| {
                     let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
                     gemm(k, strips, a, cols, st, o, ldo)
@@ -163,31 +162,20 @@ pub fn matmul(
             return Ok(());
         }
         Some(Repacked::Q4K(p)) => {
-            let a = quantize(x, n, cols / QK_K, &mut s.q8_k, |x, q| {
-                k.quantize_row_q8_k(x, q)
-            });
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                gemm_tokens(a, r, t, o, |a, r, o, ldo| {
-                    let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
-                    k.gemm_q4_kx16_q8_k(p, a, cols, st, o, ldo)
-                })
-            });
+            k_strips(k, p, Kernels::gemm_q4_kx16_q8_k, x, (rows, cols, n), out, s);
+            return Ok(());
+        }
+        Some(Repacked::Q5K(p)) => {
+            k_strips(k, p, Kernels::gemm_q5_kx16_q8_k, x, (rows, cols, n), out, s);
             return Ok(());
         }
         Some(Repacked::Q6K(p)) => {
-            let a = quantize(x, n, cols / QK_K, &mut s.q8_k, |x, q| {
-                k.quantize_row_q8_k(x, q)
-            });
-            run(rows, cols, n, out, tiles, |r, t, o| {
-                gemm_tokens(a, r, t, o, |a, r, o, ldo| {
-                    let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
-                    k.gemm_q6_kx16_q8_k(p, a, cols, st, o, ldo)
-                })
-            });
+            k_strips(k, p, Kernels::gemm_q6_kx16_q8_k, x, (rows, cols, n), out, s);
             return Ok(());
         }
         None => {}
     }
+    let tiles = &mut s.tiles;
     // Weight types without a tiled kernel: activations quantized once to the dot format,
     // then one vec_dot per (weight row, token).
     macro_rules! rowwise {
@@ -266,6 +254,31 @@ pub fn matmul(
         View::Q6K(wv) => rowwise!(wv, QK_K, q8_k, quantize_row_q8_k, vec_dot_q6_k_q8_k),
     }
     Ok(())
+}
+
+/// A k-quant strip gemm of the kernels (`Kernels::gemm_q4_kx16_q8_k` and its siblings).
+type KStripGemm<P> = fn(&Kernels, &[P], &[BlockQ8_K], usize, Range<usize>, &mut [f32], usize);
+
+/// `out = x W^T` for k-quant weights repacked in strips `p`: Q8_K activations, then `gemm` over
+/// each chunk's strips.
+fn k_strips<P: Sync>(
+    k: &Kernels,
+    p: &[P],
+    gemm: KStripGemm<P>,
+    x: &[f32],
+    (rows, cols, n): (usize, usize, usize),
+    out: &mut [f32],
+    s: &mut MatmulScratch,
+) {
+    let a = quantize(x, n, cols / QK_K, &mut s.q8_k, |x, q| {
+        k.quantize_row_q8_k(x, q)
+    });
+    run(rows, cols, n, out, &mut s.tiles, |r, t, o| {
+        gemm_tokens(a, r, t, o, |a, r, o, ldo| {
+            let st = r.start / STRIP_ROWS..r.end / STRIP_ROWS;
+            gemm(k, p, a, cols, st, o, ldo)
+        })
+    });
 }
 
 /// Convert the `n` activation rows of `x` to `nb` blocks each with `f`; returns the `n * nb`

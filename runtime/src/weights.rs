@@ -5,7 +5,9 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use cinder_kernels::repack::{self, BlockQ4_Kx16, BlockQ6_Kx16, Lanes, STRIP_ROWS, Scales16};
+use cinder_kernels::repack::{
+    self, BlockQ4_Kx16, BlockQ5_Kx16, BlockQ6_Kx16, Lanes, STRIP_ROWS, Scales16,
+};
 
 use cinder_quant::GgmlType;
 use cinder_quant::block::*;
@@ -65,7 +67,7 @@ pub const MATRIX_TYPES: &[GgmlType] = &[
 ];
 
 /// One weight tensor of `rows` x `cols` values (`cols` contiguous), located in the file, and
-/// for Q4_0/Q8_0/Q4_K/Q6_K matrices on kernels that prefer them, its copy repacked in 16-row
+/// for Q4_0/Q8_0/Q4_K/Q5_K/Q6_K matrices on kernels that prefer them, its copy repacked in 16-row
 /// strips.
 #[derive(Debug, Clone)]
 pub struct Tensor {
@@ -88,6 +90,8 @@ pub enum Repacked {
     },
     /// Q4_K: one strip block per 16 rows and super-block.
     Q4K(Vec<BlockQ4_Kx16>),
+    /// Q5_K: one strip block per 16 rows and super-block.
+    Q5K(Vec<BlockQ5_Kx16>),
     /// Q6_K: one strip block per 16 rows and super-block.
     Q6K(Vec<BlockQ6_Kx16>),
 }
@@ -99,6 +103,7 @@ impl std::fmt::Debug for Repacked {
                 write!(f, "Repacked({} groups, {} scales)", q.len(), d.len())
             }
             Repacked::Q4K(w) => write!(f, "Repacked({} Q4_K strip blocks)", w.len()),
+            Repacked::Q5K(w) => write!(f, "Repacked({} Q5_K strip blocks)", w.len()),
             Repacked::Q6K(w) => write!(f, "Repacked({} Q6_K strip blocks)", w.len()),
         }
     }
@@ -140,12 +145,12 @@ impl Tensor {
         self.strips.as_deref()
     }
 
-    /// Whether [`Tensor::repack`] applies: a Q4_0, Q8_0, Q4_K or Q6_K matrix of whole 16-row
-    /// strips.
+    /// Whether [`Tensor::repack`] applies: a Q4_0, Q8_0, Q4_K, Q5_K or Q6_K matrix of whole
+    /// 16-row strips.
     pub fn repackable(&self) -> bool {
         matches!(
             self.ty,
-            GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K
+            GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K
         ) && self.rows.is_multiple_of(STRIP_ROWS)
     }
 
@@ -178,6 +183,11 @@ impl Tensor {
                 let mut p = vec![bytemuck::Zeroable::zeroed(); blocks / STRIP_ROWS];
                 repack::repack_q4_k(w, nb, &mut p);
                 Repacked::Q4K(p)
+            }
+            View::Q5K(w) => {
+                let mut p = vec![bytemuck::Zeroable::zeroed(); blocks / STRIP_ROWS];
+                repack::repack_q5_k(w, nb, &mut p);
+                Repacked::Q5K(p)
             }
             View::Q6K(w) => {
                 let mut p = vec![bytemuck::Zeroable::zeroed(); blocks / STRIP_ROWS];

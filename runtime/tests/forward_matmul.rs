@@ -85,7 +85,11 @@ fn check_every_type(rows: usize, cols: usize, repack: bool, llamacpp: bool) {
                 done,
                 matches!(
                     ty,
-                    GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K
+                    GgmlType::Q4_0
+                        | GgmlType::Q8_0
+                        | GgmlType::Q4_K
+                        | GgmlType::Q5_K
+                        | GgmlType::Q6_K
                 ),
                 "{ty}: repack"
             );
