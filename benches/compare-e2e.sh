@@ -103,6 +103,8 @@ def tests(path):
     out = {}
     for r in json.load(open(path)):
         name = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
+        if r.get("n_depth", 0):
+            name += f" @ d{r['n_depth']}"
         out[name] = r["avg_ts"]
     return out
 c, l = tests(cf), tests(lf)

@@ -1,6 +1,8 @@
 //! Speed measurements the way llama-bench makes them: prompt processing (`pp512`: one batched
 //! evaluation of 512 tokens from an empty cache) and text generation (`tg128`: 128 single-token
-//! decodes from an empty cache), repeated, after one warm-up run.
+//! decodes from an empty cache), repeated, after one warm-up run. With a depth `d` (llama-bench's
+//! `-d`), each repetition first fills the cache with `d` tokens, untimed, and the test runs
+//! after them (`pp512 @ d4096`).
 
 use std::time::Instant;
 
@@ -38,6 +40,8 @@ impl Test {
 pub struct Samples {
     /// The test.
     pub test: Test,
+    /// Tokens in the cache before the timed part (llama-bench's `n_depth`).
+    pub depth: usize,
     /// Nanoseconds of each repetition.
     pub ns: Vec<u64>,
 }
@@ -77,8 +81,17 @@ fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-fn once(session: &mut Session<'_>, test: Test, toks: &[u32]) -> Result<u64> {
+fn once(
+    session: &mut Session<'_>,
+    test: Test,
+    toks: &[u32],
+    fill: &[u32],
+    batch: usize,
+) -> Result<u64> {
     session.reset();
+    for chunk in fill.chunks(batch.max(1)) {
+        session.eval(chunk)?;
+    }
     let start = Instant::now();
     match test {
         Test::Prompt(_) => session.eval(toks)?,
@@ -91,14 +104,21 @@ fn once(session: &mut Session<'_>, test: Test, toks: &[u32]) -> Result<u64> {
     Ok(start.elapsed().as_nanos() as u64)
 }
 
-/// Run `test` `reps` times after one warm-up run. The session must hold `test.tokens()`
-/// positions and, for prompt tests, batches of that many tokens.
-pub fn run(session: &mut Session<'_>, test: Test, reps: usize) -> Result<Samples> {
+/// Run `test` `reps` times after one warm-up run, each time after `depth` tokens evaluated
+/// (untimed) in batches of `batch`. The session must hold `depth + test.tokens()` positions
+/// and batches of `batch` tokens and, for prompt tests, of `test.tokens()`.
+pub fn run(
+    session: &mut Session<'_>,
+    test: Test,
+    reps: usize,
+    (depth, batch): (usize, usize),
+) -> Result<Samples> {
     let vocab = session.model().config().vocab_size;
     let toks = tokens(test.tokens(), vocab, test.tokens() as u64);
-    once(session, test, &toks)?;
+    let fill = tokens(depth, vocab, depth as u64 + 7);
+    once(session, test, &toks, &fill, batch)?;
     let ns = (0..reps.max(1))
-        .map(|_| once(session, test, &toks))
+        .map(|_| once(session, test, &toks, &fill, batch))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Samples { test, ns })
+    Ok(Samples { test, depth, ns })
 }

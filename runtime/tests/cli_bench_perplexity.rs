@@ -66,6 +66,39 @@ fn bench_json_uses_llama_bench_field_names_and_md_and_csv_have_one_row_per_test(
 }
 
 #[test]
+fn bench_depth_runs_each_test_after_that_many_cached_tokens_as_llama_bench_names_it() {
+    let dir = TempDir::new("bench-depth");
+    let file = dir.join("s.q8_0.gguf");
+    convert("stories260k", "q8_0", &file);
+    let f = file.to_str().unwrap();
+    let o = cinder(&[
+        "bench", "-m", f, "-p", "16", "-n", "4", "-d", "0,40", "-r", "1", "-t", "1", "-o", "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let got: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["n_prompt"].as_u64(),
+                r["n_gen"].as_u64(),
+                r["n_depth"].as_u64(),
+            )
+        })
+        .collect();
+    let want = [(16, 0, 0), (16, 0, 40), (0, 4, 0), (0, 4, 40)]
+        .map(|(p, g, d)| (Some(p), Some(g), Some(d)));
+    assert_eq!(got, want);
+    let o = cinder(&[
+        "bench", "-m", f, "-p", "16", "-n", "0", "-d", "40", "-r", "1", "-t", "1",
+    ]);
+    let md = stdout(&o);
+    assert!(md.contains("| pp16 @ d40 |"), "{md}");
+}
+
+#[test]
 fn perplexity_prints_running_chunks_and_kl_against_itself_is_zero() {
     let dir = TempDir::new("ppl-cli");
     let file = dir.join("s.q8_0.gguf");

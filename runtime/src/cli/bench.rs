@@ -48,6 +48,15 @@ pub struct Args {
         default_value = "128"
     )]
     n_gen: Vec<usize>,
+    /// Context depths, comma-separated: each test runs after this many tokens already in the
+    /// cache (llama-bench's -d).
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    n_depth: Vec<usize>,
     /// Thread counts, comma-separated (default: the CPUs available).
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     threads: Vec<usize>,
@@ -147,8 +156,9 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
         infos.push(model_info(&model)?);
         let info = infos.last().expect("just pushed");
         let longest = tests.iter().map(|t| t.tokens()).max().unwrap_or(1);
+        let deepest = args.n_depth.iter().copied().max().unwrap_or(0);
         let opts = SessionOptions {
-            ctx_size: longest.max(16),
+            ctx_size: (longest + deepest).max(16),
             max_batch: longest.max(1),
             kv_type: KvType::from(args.cache_type),
         };
@@ -158,8 +168,13 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
                 .num_threads(t)
                 .build()
                 .context("thread pool")?;
-            for &test in &tests {
-                let samples = pool.install(|| run_test(&mut session, test, args.reps))?;
+            for (&test, &depth) in tests
+                .iter()
+                .flat_map(|t| args.n_depth.iter().map(move |d| (t, d)))
+            {
+                let batch = longest.max(1);
+                let samples =
+                    pool.install(|| run_test(&mut session, test, args.reps, (depth, batch)))?;
                 let row = Row {
                     info,
                     threads: t,
@@ -221,6 +236,15 @@ const CSV_FIELDS: [&str; 14] = [
     "stddev_ts",
 ];
 
+/// llama-bench's test label: `pp512`, or `pp512 @ d4096` with a depth.
+fn test_name(s: &Samples) -> String {
+    if s.depth > 0 {
+        format!("{} @ d{}", s.test.name(), s.depth)
+    } else {
+        s.test.name()
+    }
+}
+
 fn markdown(r: &Row<'_>) -> String {
     let (ts, sd) = Samples::mean_sd(&r.samples.tokens_per_second());
     let size = r.info.size as f64;
@@ -240,7 +264,7 @@ fn markdown(r: &Row<'_>) -> String {
         r.info.model_type,
         r.kernels,
         r.threads,
-        r.samples.test.name()
+        test_name(&r.samples)
     )
 }
 
@@ -269,6 +293,7 @@ fn row_json(r: &Row<'_>) -> serde_json::Value {
         "use_mmap": true,
         "n_prompt": n_prompt,
         "n_gen": n_gen,
+        "n_depth": r.samples.depth,
         "avg_ns": avg_ns.round() as u64,
         "stddev_ns": sd_ns.round() as u64,
         "avg_ts": avg_ts,
