@@ -540,12 +540,20 @@ macro_rules! k_strip_gemm {
 }
 
 impl Kernels {
-    /// Whether this Isa's Q4_0/Q8_0/Q4_K/Q5_K/Q6_K products are fastest on weights repacked in 16-row
-    /// strips ([`crate::repack`], [`Kernels::gemm_q4_0x16_q8_0`],
+    /// Whether this Isa's Q4_0/Q8_0/Q4_K/Q5_K/Q6_K products are fastest on weights repacked in
+    /// 16-row strips ([`crate::repack`], [`Kernels::gemm_q4_0x16_q8_0`],
     /// [`Kernels::gemm_q4_kx16_q8_k`]); elsewhere the strip gemms are the scalar twins and the
     /// plain-layout gemms should be used.
     pub fn prefers_strips(&self) -> bool {
         matches!(self.isa, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni)
+    }
+
+    /// Whether one activation column (generation) against a Q6_K matrix is faster through the
+    /// plain rows (`vec_dot_q6_k_q8_k`) than through its strips, so that a runtime keeps both:
+    /// true on AVX-512, whose Q6_K row dot streams the matrix at the memory's speed and whose
+    /// strips do not yet.
+    pub fn prefers_q6_k_rows_for_one_column(&self) -> bool {
+        matches!(self.isa, Isa::Avx512 | Isa::Avx512Vnni)
     }
 
     strip_gemm!(/// Q4_0 strips x Q8_0 columns (weights repacked at load).

@@ -95,13 +95,16 @@ impl Model {
             if repack {
                 // The repacked matrices are read from their copies from now on, so each one's
                 // mapped pages are released as soon as it is repacked (but a tied output
-                // matrix is also the embedding table, whose rows are still read).
+                // matrix is also the embedding table, whose rows are still read; and Q6_K rows
+                // stay where the kernels dot one column faster on them than on the strips).
                 let embd = weights.token_embd.range();
+                let keep_q6_k = kernels.prefers_q6_k_rows_for_one_column();
                 weights.repack(
                     file.bytes(),
                     |t| file.will_need(t.range()),
                     |t| {
-                        if t.range() != embd {
+                        let keep = keep_q6_k && t.ty() == cinder_quant::GgmlType::Q6_K;
+                        if t.range() != embd && !keep {
                             file.release(t.range());
                         }
                         progress(LoadProgress::Repacked {

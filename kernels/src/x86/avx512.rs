@@ -1571,8 +1571,16 @@ impl StripKernel for Q6KStrip {
         out: &mut [f32],
         ldo: usize,
     ) {
-        // SAFETY: forwarded caller guarantees.
-        unsafe { q6_k_strip_cols::<RN, SPLIT>(w, a, nb, rc, out, ldo) }
+        // SAFETY: forwarded caller guarantees (AVX-512 includes AVX2 + FMA + F16C).
+        unsafe {
+            if RN <= 2 {
+                // Generation: the AVX2 kernel (bit-equal) streams a Q6_K strip about twice as
+                // fast as this one, which rebuilds and multiplies every group's scale per column.
+                avx2_strips::Q6K::cols::<RN, SPLIT>(w, a, &[], nb, rc, out, ldo)
+            } else {
+                q6_k_strip_cols::<RN, SPLIT>(w, a, nb, rc, out, ldo)
+            }
+        }
     }
 }
 
