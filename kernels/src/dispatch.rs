@@ -548,12 +548,17 @@ impl Kernels {
         matches!(self.isa, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni)
     }
 
-    /// Whether one activation column (generation) against a Q6_K matrix is faster through the
-    /// plain rows (`vec_dot_q6_k_q8_k`) than through its strips, so that a runtime keeps both:
-    /// true on AVX-512, whose Q6_K row dot streams the matrix at the memory's speed and whose
-    /// strips do not yet.
-    pub fn prefers_q6_k_rows_for_one_column(&self) -> bool {
-        matches!(self.isa, Isa::Avx512 | Isa::Avx512Vnni)
+    /// Whether one activation column (generation) against a repacked matrix of type `ty` is
+    /// faster through its plain rows (the `vec_dot`) than through its strips, so that a runtime
+    /// keeps both: Q6_K on AVX-512, whose row dot streams the matrix at the memory's speed, and
+    /// Q5_K on AVX2, whose strips rebuild the fifth bits once per sub-block and column.
+    pub fn prefers_rows_for_one_column(&self, ty: cinder_quant::GgmlType) -> bool {
+        use cinder_quant::GgmlType as T;
+        match ty {
+            T::Q6_K => matches!(self.isa, Isa::Avx512 | Isa::Avx512Vnni),
+            T::Q5_K => self.isa == Isa::Avx2,
+            _ => false,
+        }
     }
 
     strip_gemm!(/// Q4_0 strips x Q8_0 columns (weights repacked at load).

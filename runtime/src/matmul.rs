@@ -144,8 +144,10 @@ pub fn matmul(
     let k = kernels;
     // Q4_0/Q8_0/Q4_K/Q5_K/Q6_K weights repacked at load: the strip gemms, 16 rows per strip (for
     // one token too: the strips stream the matrix as fast as the row dots, and the loader has
-    // released the plain copy's pages; but see `prefers_q6_k_rows_for_one_column`).
-    match w.strips() {
+    // released the plain copy's pages; but see `prefers_rows_for_one_column`).
+    // One column on kernels whose row dot of this type is faster: the plain rows, kept mapped.
+    let rows_for_one = n == 1 && k.prefers_rows_for_one_column(w.ty());
+    match w.strips().filter(|_| !rows_for_one) {
         Some(Repacked::Blocks { q, d }) => {
             let gemm = match w.ty() {
                 GgmlType::Q4_0 => Kernels::gemm_q4_0x16_q8_0,
@@ -169,8 +171,6 @@ pub fn matmul(
             k_strips(k, p, Kernels::gemm_q5_kx16_q8_k, x, (rows, cols, n), out, s);
             return Ok(());
         }
-        // One column on kernels whose Q6_K row dot is faster: the plain rows, kept mapped.
-        Some(Repacked::Q6K(_)) if n == 1 && k.prefers_q6_k_rows_for_one_column() => {}
         Some(Repacked::Q6K(p)) => {
             k_strips(k, p, Kernels::gemm_q6_kx16_q8_k, x, (rows, cols, n), out, s);
             return Ok(());

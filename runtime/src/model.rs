@@ -95,15 +95,14 @@ impl Model {
             if repack {
                 // The repacked matrices are read from their copies from now on, so each one's
                 // mapped pages are released as soon as it is repacked (but a tied output
-                // matrix is also the embedding table, whose rows are still read; and Q6_K rows
-                // stay where the kernels dot one column faster on them than on the strips).
+                // matrix is also the embedding table, whose rows are still read; and the rows
+                // of types the kernels dot one column faster on than on the strips stay).
                 let embd = weights.token_embd.range();
-                let keep_q6_k = kernels.prefers_q6_k_rows_for_one_column();
                 weights.repack(
                     file.bytes(),
                     |t| file.will_need(t.range()),
                     |t| {
-                        let keep = keep_q6_k && t.ty() == cinder_quant::GgmlType::Q6_K;
+                        let keep = kernels.prefers_rows_for_one_column(t.ty());
                         if t.range() != embd && !keep {
                             file.release(t.range());
                         }
