@@ -142,10 +142,9 @@ pub fn matmul(
         return Ok(());
     }
     let k = kernels;
-    // Q4_0/Q8_0/Q4_K/Q5_K/Q6_K weights repacked at load: the strip gemms, 16 rows per strip (for
-    // one token too: the strips stream the matrix as fast as the row dots, and the loader has
-    // released the plain copy's pages; but see `prefers_rows_for_one_column`).
-    // One column on kernels whose row dot of this type is faster: the plain rows, kept mapped.
+    // Q4_0/Q8_0/Q4_K/Q5_K/Q6_K weights repacked at load: the strip gemms, 16 rows per strip, for
+    // one token too (the loader has released the plain copy's pages), except where the kernels'
+    // row dot of the type is faster for one column: then the plain rows, which the loader kept.
     let rows_for_one = n == 1 && k.prefers_rows_for_one_column(w.ty());
     match w.strips().filter(|_| !rows_for_one) {
         Some(Repacked::Blocks { q, d }) => {
