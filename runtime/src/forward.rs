@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::matmul::{MatmulScratch, matmul};
 use crate::model::Model;
-use crate::ops::{RopeTable, add, rmsnorm, softmax, swiglu};
+use crate::ops::{RopeTable, add, rmsnorm_rows, softmax, swiglu};
 use crate::weights::Tensor;
 
 /// Below this many attention multiply-adds per layer (roughly), heads run on the calling
@@ -165,9 +165,7 @@ pub fn forward(
         // --- attention block ---
         // xb[n][dim] = RMSNorm(x) * attn_norm
         let norm = lw.attn_norm.f32s(file)?;
-        for (o, xr) in xb.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
-            rmsnorm(o, xr, norm, eps);
-        }
+        rmsnorm_rows(xb, x, norm, eps);
         // q[n][dim] = xb Wq^T, k[n][kv_dim] = xb Wk^T, v[n][kv_dim] = xb Wv^T
         // (One token: the three matmuls share one parallel region; a region costs a thread
         // wake-up and a join, which at generation speed is a visible part of a token.)
@@ -250,9 +248,7 @@ pub fn forward(
         // --- feed-forward block ---
         // xb[n][dim] = RMSNorm(x) * ffn_norm
         let norm = lw.ffn_norm.f32s(file)?;
-        for (o, xr) in xb.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
-            rmsnorm(o, xr, norm, eps);
-        }
+        rmsnorm_rows(xb, x, norm, eps);
         // gate[n][ffn] = xb Wgate^T, up[n][ffn] = xb Wup^T, gate = silu(gate) * up
         if n == 1 {
             let xb = &*xb;
@@ -280,12 +276,7 @@ pub fn forward(
     let rows = n - first;
     let norm = w.output_norm.f32s(file)?;
     let xb = &mut xb[..rows * dim];
-    for (o, xr) in xb
-        .chunks_exact_mut(dim)
-        .zip(x[first * dim..].chunks_exact(dim))
-    {
-        rmsnorm(o, xr, norm, eps);
-    }
+    rmsnorm_rows(xb, &x[first * dim..], norm, eps);
     matmul(k, file, &w.output, xb, &mut logits[..rows * vocab], mm)?;
     Ok(())
 }

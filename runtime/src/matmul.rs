@@ -283,17 +283,25 @@ fn k_strips<P: Sync>(
 }
 
 /// Convert the `n` activation rows of `x` to `nb` blocks each with `f`; returns the `n * nb`
-/// blocks written.
-fn quantize<'a, B>(
+/// blocks written. A batch's rows are converted on the rayon threads (each row as on one
+/// thread), so the other threads do not wait for the calling one before the gemm.
+fn quantize<'a, B: Send>(
     x: &[f32],
     n: usize,
     nb: usize,
     q: &'a mut [B],
-    f: impl Fn(&[f32], &mut [B]),
+    f: impl Fn(&[f32], &mut [B]) + Sync,
 ) -> &'a [B] {
     let q = &mut q[..n * nb];
-    for (xr, qr) in x.chunks_exact(x.len() / n).zip(q.chunks_exact_mut(nb)) {
-        f(xr, qr);
+    let one = |(xr, qr): (&[f32], &mut [B])| f(xr, qr);
+    if n > 1 && x.len() >= PARALLEL_MIN_WORK {
+        x.par_chunks_exact(x.len() / n)
+            .zip(q.par_chunks_exact_mut(nb))
+            .for_each(one);
+    } else {
+        x.chunks_exact(x.len() / n)
+            .zip(q.chunks_exact_mut(nb))
+            .for_each(one);
     }
     q
 }

@@ -1,5 +1,14 @@
 //! The small element-wise operations of the forward pass: RMSNorm, rotary embeddings, softmax,
-//! SwiGLU and the residual add. All work in place or into caller-provided buffers.
+//! SwiGLU and the residual add. All work in place or into caller-provided buffers. The ones
+//! a batch calls over all its tokens at once ([`rmsnorm_rows`], [`swiglu`], [`add`]) split
+//! large inputs across the rayon threads: every value is computed exactly as on one thread, so
+//! the results do not depend on the thread count.
+
+use rayon::prelude::*;
+
+/// Values per rayon task of the element-wise operations; smaller inputs stay on the calling
+/// thread (one token's vectors during generation cost less than a wake-up).
+const PAR_CHUNK: usize = 1 << 14;
 
 /// `out = x / sqrt(mean(x^2) + eps) * w` for one row. The scale is computed in f64 from exact
 /// squares, or with [`crate::matmul::set_llamacpp_rounding`] as ggml computes it (f32 squares
@@ -20,6 +29,42 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     };
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = v * scale * g;
+    }
+}
+
+/// [`rmsnorm`] of every `w.len()`-wide row of `x` into the same row of `out`.
+pub fn rmsnorm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let dim = w.len();
+    assert!(
+        dim > 0 && out.len() == x.len() && x.len().is_multiple_of(dim),
+        "rmsnorm_rows: length mismatch"
+    );
+    let row = |(o, xr): (&mut [f32], &[f32])| rmsnorm(o, xr, w, eps);
+    if x.len() >= 2 * PAR_CHUNK {
+        let rows = PAR_CHUNK.div_ceil(dim);
+        out.par_chunks_mut(rows * dim)
+            .zip(x.par_chunks(rows * dim))
+            .for_each(|(o, xr)| {
+                o.chunks_exact_mut(dim)
+                    .zip(xr.chunks_exact(dim))
+                    .for_each(row)
+            });
+    } else {
+        out.chunks_exact_mut(dim)
+            .zip(x.chunks_exact(dim))
+            .for_each(row);
+    }
+}
+
+/// `f(a, b)` over equal-length `a` and `b` in [`PAR_CHUNK`] pieces, on the rayon threads when
+/// there are at least two pieces.
+fn zip_chunks(a: &mut [f32], b: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    if a.len() >= 2 * PAR_CHUNK {
+        a.par_chunks_mut(PAR_CHUNK)
+            .zip(b.par_chunks(PAR_CHUNK))
+            .for_each(|(a, b)| f(a, b));
+    } else {
+        f(a, b)
     }
 }
 
@@ -95,17 +140,21 @@ pub fn softmax(x: &mut [f32]) {
 /// SwiGLU: `gate = silu(gate) * up`, with `silu(g) = g / (1 + e^-g)`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     assert_eq!(gate.len(), up.len(), "swiglu: length mismatch");
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
-    }
+    zip_chunks(gate, up, |gate, up| {
+        for (g, &u) in gate.iter_mut().zip(up) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+    })
 }
 
 /// Residual connection: `x += y`.
 pub fn add(x: &mut [f32], y: &[f32]) {
     assert_eq!(x.len(), y.len(), "add: length mismatch");
-    for (a, &b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
+    zip_chunks(x, y, |x, y| {
+        for (a, &b) in x.iter_mut().zip(y) {
+            *a += b;
+        }
+    })
 }
 
 #[cfg(test)]
@@ -131,6 +180,40 @@ mod tests {
         softmax(&mut x);
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(x[1] > x[2] && x[2] > x[0] && x[0] > x[3]);
+    }
+
+    #[test]
+    fn batched_element_wise_ops_match_the_one_row_ones_at_every_size() {
+        // Sizes below, at and above the parallel split, with a ragged last piece.
+        for n in [7, 2 * PAR_CHUNK, 3 * PAR_CHUNK + 96] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let y: Vec<f32> = (0..n)
+                .map(|i| ((i * 53 % 89) as f32 - 44.0) / 5.0)
+                .collect();
+            let (mut g, mut a) = (x.clone(), x.clone());
+            swiglu(&mut g, &y);
+            add(&mut a, &y);
+            for i in 0..n {
+                assert_eq!(
+                    g[i],
+                    x[i] / (1.0 + (-x[i]).exp()) * y[i],
+                    "swiglu {n} at {i}"
+                );
+                assert_eq!(a[i], x[i] + y[i], "add {n} at {i}");
+            }
+            let dim = 32;
+            let len = n / dim * dim;
+            let w: Vec<f32> = (0..dim).map(|i| 0.5 + i as f32 / 16.0).collect();
+            let mut out = vec![0.0; len];
+            rmsnorm_rows(&mut out, &x[..len], &w, 1e-5);
+            for (r, (o, xr)) in out.chunks(dim).zip(x[..len].chunks(dim)).enumerate() {
+                let mut want = vec![0.0; dim];
+                rmsnorm(&mut want, xr, &w, 1e-5);
+                assert_eq!(o, &want[..], "rmsnorm_rows {n} row {r}");
+            }
+        }
     }
 
     #[test]
