@@ -80,7 +80,10 @@ fn health_models_tokenize_detokenize_and_metrics_answer_in_their_documented_shap
     let d = s.post("/detokenize", &json!({"tokens": ids})).json();
     assert_eq!(d["content"], "Once upon a time");
 
-    greedy_completion(&s, "Once upon a time", 8);
+    let first = greedy_completion(&s, "Once upon a time", 8);
+    // The same prompt again: the slot's cache holds it, only its last token is evaluated.
+    let again = greedy_completion(&s, "Once upon a time", 8);
+    assert_eq!(text_of(&first), text_of(&again));
     let text = s.request("GET", "/metrics", &[], b"").body;
     let value = |name: &str| -> f64 {
         text.lines()
@@ -89,10 +92,12 @@ fn health_models_tokenize_detokenize_and_metrics_answer_in_their_documented_shap
             .parse()
             .unwrap()
     };
-    assert_eq!(value("requests_total"), 1.0);
-    assert_eq!(value("requests_finished_total"), 1.0);
-    assert!(value("prompt_tokens_total") >= ids.len() as f64);
-    assert!((1.0..=8.0).contains(&value("tokens_predicted_total")));
+    assert_eq!(value("requests_total"), 2.0);
+    assert_eq!(value("requests_finished_total"), 2.0);
+    // BOS + the text's tokens the first time, the last one the second time.
+    assert_eq!(value("prompt_tokens_total"), (ids.len() + 2) as f64);
+    assert_eq!(value("prompt_tokens_cached_total"), ids.len() as f64);
+    assert!((2.0..=16.0).contains(&value("tokens_predicted_total")));
     assert!(value("tokens_per_second") > 0.0);
     assert_eq!(value("requests_waiting"), 0.0);
     assert!(text.contains("# TYPE cinder_kv_cache_usage_ratio gauge"));
@@ -282,6 +287,12 @@ fn sampling_parameters_and_unknown_fields_are_accepted() {
     // The same seed gives the same text.
     let b = s.post("/v1/completions", &body);
     assert_eq!(text_of(&a.json()), text_of(&b.json()));
+    // ignore_eos (llama-server's extension) generates every token asked for.
+    let r = s.post(
+        "/v1/completions",
+        &json!({"prompt": "The end.", "max_tokens": 300, "temperature": 0, "ignore_eos": true}),
+    );
+    assert_eq!(r.json()["usage"]["completion_tokens"], 300);
     // max_completion_tokens wins over max_tokens; a token array is a prompt.
     let ids = s.post(
         "/tokenize",

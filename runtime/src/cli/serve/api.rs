@@ -110,6 +110,9 @@ pub struct Common {
     pub logit_bias: Option<HashMap<String, f32>>,
     #[serde(default)]
     pub n: Option<i64>,
+    /// llama-server's extension: never end at the end-of-sequence token.
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
 }
 
 /// A message's content: a string, or a list of parts of which only text is supported.
@@ -196,6 +199,7 @@ pub struct Generation {
     pub stop: Vec<String>,
     pub stream: bool,
     pub include_usage: bool,
+    pub ignore_eos: bool,
 }
 
 fn finite(name: &str, x: Option<f32>) -> Result<Option<f32>, ApiError> {
@@ -305,6 +309,7 @@ impl Common {
                 .as_ref()
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
+            ignore_eos: self.ignore_eos.unwrap_or(false),
         })
     }
 }

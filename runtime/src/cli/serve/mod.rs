@@ -554,12 +554,18 @@ async fn submit(
             "the server is busy: every slot and queue place is taken; retry later",
         ));
     };
+    let mut logit_bias = g.logit_bias;
+    if g.ignore_eos
+        && let Some(eos) = l.tok.eos_id()
+    {
+        logit_bias.push((eos, f32::NEG_INFINITY));
+    }
     let (tx, rx) = unbounded_channel();
     let prompt_tokens = prompt.len();
     let job = Job {
         prompt,
         sampling: g.sampling,
-        logit_bias: g.logit_bias,
+        logit_bias,
         max_tokens: g.max_tokens,
         stop: g.stop,
         logprobs,
