@@ -13,6 +13,7 @@
 #   -t N            threads of both servers (default 2)
 #   -r N            requests per client (default 2)
 #   -p N / -n N     prompt tokens / generated tokens (default 256 / 128)
+#   --vocab N       prompt token ids are drawn below N (default 32000, Llama 2's vocabulary)
 #   --quick         -c "1 2" -r 1 -p 32 -n 8 (checks the plumbing; no numbers to quote)
 # cinder: target/release/cinder (cargo build --release -p cinder), or $CINDER. llama-server
 # comes from ../shared/tools/llamacpp-build unless LLAMA_CPP_BIN is set. Raw JSON lines are
@@ -22,7 +23,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WS=$(cd "$HERE/.." && pwd)
 OUT=$WS/target/compare-serve
-CLIENTS="1 4 8" T=2 R=2 P=256 N=128
+CLIENTS="1 4 8" T=2 R=2 P=256 N=128 VOCAB=32000
 MODELS=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -31,8 +32,9 @@ while [ $# -gt 0 ]; do
     -r) R=$2; shift ;;
     -p) P=$2; shift ;;
     -n) N=$2; shift ;;
+    --vocab) VOCAB=$2; shift ;;
     --quick) CLIENTS="1 2" R=1 P=32 N=8 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "compare-serve: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) MODELS+=("$1") ;;
   esac
@@ -84,7 +86,7 @@ run_one() {
   SERVER_PID=$!
   wait_health "$log"
   python3 "$HERE/serve/load.py" "http://127.0.0.1:$PORT" --clients "$c" --requests "$R" \
-    --prompt-tokens "$P" --tokens "$N"
+    --prompt-tokens "$P" --tokens "$N" --vocab "$VOCAB" || { say "$name failed: $log"; exit 1; }
   stop_server
 }
 
