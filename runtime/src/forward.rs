@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::matmul::{MatmulScratch, matmul};
 use crate::model::Model;
-use crate::ops::{RopeTable, add, rmsnorm_rows, softmax, swiglu};
+use crate::ops::{RopeTable, add, rmsnorm, rmsnorm_rows, softmax, swiglu};
 use crate::weights::Tensor;
 
 /// Below this many attention multiply-adds per layer (roughly), heads run on the calling
@@ -27,6 +27,8 @@ pub enum Logits {
     Last,
     /// Those of every token of the batch (perplexity, tests).
     All,
+    /// Those of the last token of each sequence of a [`forward_batch`] (a server's step).
+    LastOfEach,
 }
 
 /// Every buffer the forward pass writes, allocated once for `max_batch` tokens.
@@ -95,7 +97,8 @@ impl State {
     }
 
     /// The logits the last [`forward`] computed: `[rows][vocab]`, where rows is the batch size
-    /// for [`Logits::All`] and 1 for [`Logits::Last`].
+    /// for [`Logits::All`], 1 for [`Logits::Last`] and the number of sequences for
+    /// [`Logits::LastOfEach`].
     pub fn logits(&self, rows: usize, vocab: usize) -> &[f32] {
         &self.logits[..rows * vocab]
     }
@@ -115,16 +118,54 @@ pub fn forward(
     pos: usize,
     which: Logits,
 ) -> Result<()> {
+    let len = tokens.len();
+    forward_batch(model, &mut [SeqTokens { kv, pos, len }], s, tokens, which)
+}
+
+/// One sequence's part of a batch: `len` consecutive tokens of the batch, at positions
+/// `pos..pos + len` of that sequence, whose earlier keys and values are in `kv`.
+#[derive(Debug)]
+pub struct SeqTokens<'a> {
+    /// The sequence's cache.
+    pub kv: &'a mut KvCache,
+    /// Position of its first token in the batch.
+    pub pos: usize,
+    /// How many of the batch's tokens are its.
+    pub len: usize,
+}
+
+/// [`forward`] over tokens of several sequences at once: `tokens` is the concatenation of each
+/// sequence's tokens, in the order of `seqs`. The matrix products take all the tokens together
+/// (the weights are streamed once); RoPE, the cache and attention take each token at its own
+/// sequence's position, against that sequence's past only. [`Logits::LastOfEach`] gives one
+/// row per sequence, in the order of `seqs`.
+///
+/// Panics unless the lengths add up to `tokens.len()`, which is 1 to `s.max_batch()`, and each
+/// sequence's positions fit its cache and `s`'s context.
+pub fn forward_batch(
+    model: &Model,
+    seqs: &mut [SeqTokens<'_>],
+    s: &mut State,
+    tokens: &[u32],
+    which: Logits,
+) -> Result<()> {
     let c = model.config();
     let w = model.weights();
     let k = model.kernels();
     let file = model.bytes();
     let n = tokens.len();
     assert!(n >= 1 && n <= s.max_batch, "forward: batch of {n} tokens");
-    assert!(
-        pos + n <= kv.ctx_size() && pos + n <= s.rope.positions(),
-        "forward: context"
+    assert_eq!(
+        seqs.iter().map(|sq| sq.len).sum::<usize>(),
+        n,
+        "forward: sequence lengths"
     );
+    for sq in seqs.iter() {
+        assert!(
+            sq.pos + sq.len <= sq.kv.ctx_size() && sq.pos + sq.len <= s.rope.positions(),
+            "forward: context"
+        );
+    }
     let (dim, kv_dim, hd) = (c.dim, c.kv_dim(), c.head_dim);
     let (ffn, vocab, eps) = (c.ffn_dim, c.vocab_size, c.norm_eps);
     let scale = 1.0 / (hd as f32).sqrt();
@@ -189,43 +230,54 @@ pub fn forward(
             matmul(k, file, &lw.wk, xb, kb, mm)?;
             matmul(k, file, &lw.wv, xb, vb, mm)?;
         }
-        // RoPE on q and k: adjacent pairs of each head, at each token's position; then
-        // k, v -> cache[l][pos + t].
-        for t in 0..n {
-            rope.apply(&mut q[t * dim..(t + 1) * dim], hd, pos + t);
-            rope.apply(&mut kb[t * kv_dim..(t + 1) * kv_dim], hd, pos + t);
-            kv.store(
-                l,
-                pos + t,
-                &kb[t * kv_dim..(t + 1) * kv_dim],
-                &vb[t * kv_dim..(t + 1) * kv_dim],
-            );
+        // RoPE on q and k: adjacent pairs of each head, at each token's position in its
+        // sequence; then k, v -> that sequence's cache[l][position].
+        let mut t = 0;
+        for sq in seqs.iter_mut() {
+            for p in sq.pos..sq.pos + sq.len {
+                rope.apply(&mut q[t * dim..(t + 1) * dim], hd, p);
+                rope.apply(&mut kb[t * kv_dim..(t + 1) * kv_dim], hd, p);
+                sq.kv.store(
+                    l,
+                    p,
+                    &kb[t * kv_dim..(t + 1) * kv_dim],
+                    &vb[t * kv_dim..(t + 1) * kv_dim],
+                );
+                t += 1;
+            }
         }
         // attn[t][h] = softmax(q[t][h] . K[0..=p][h / group] / sqrt(hd)) . V[0..=p][h / group]
-        // for each token t at position p = pos + t (causal) and query head h. One task per
-        // head runs every token, ATTN_TOKENS at a time (scores of a block: [m][positions], the
-        // positions after a token's own zeroed), writing head-major into xb (`[n_heads][n][hd]`,
-        // free until the output projection), which is then transposed into attn.
-        let (kv_ref, q_ref) = (&*kv, &*q);
+        // for each token t at position p of its sequence (causal, that sequence's cache K, V)
+        // and query head h. One task per head runs every token, sequence by sequence,
+        // ATTN_TOKENS at a time (scores of a block: [m][positions], the positions after a
+        // token's own zeroed), writing head-major into xb (`[n_heads][n][hd]`, free until the
+        // output projection), which is then transposed into attn.
+        let (seqs_ref, q_ref) = (&*seqs, &*q);
         let ctx = att.len() / (c.n_heads * ATTN_TOKENS);
         let head = |(h, (o, sc)): (usize, (&mut [f32], &mut [f32]))| {
             let kv_off = (h / c.gqa_group()) * hd;
-            for t0 in (0..n).step_by(ATTN_TOKENS) {
-                let m = ATTN_TOKENS.min(n - t0);
-                let positions = pos + t0 + m;
-                let q_block = (&q_ref[t0 * dim + h * hd..], dim);
-                kv_ref.key_scores(k, l, kv_off, q_block, (m, hd, positions), sc, ctx);
-                for (t, row) in sc.chunks_mut(ctx).take(m).enumerate() {
-                    let (seen, future) = row[..positions].split_at_mut(pos + t0 + t + 1);
-                    seen.iter_mut().for_each(|v| *v *= scale);
-                    softmax(seen);
-                    future.fill(0.0);
+            let mut first = 0;
+            for sq in seqs_ref {
+                let (kv_ref, pos) = (&*sq.kv, sq.pos);
+                for t0 in (0..sq.len).step_by(ATTN_TOKENS) {
+                    let m = ATTN_TOKENS.min(sq.len - t0);
+                    let positions = pos + t0 + m;
+                    let q_block = (&q_ref[(first + t0) * dim + h * hd..], dim);
+                    kv_ref.key_scores(k, l, kv_off, q_block, (m, hd, positions), sc, ctx);
+                    for (t, row) in sc.chunks_mut(ctx).take(m).enumerate() {
+                        let (seen, future) = row[..positions].split_at_mut(pos + t0 + t + 1);
+                        seen.iter_mut().for_each(|v| *v *= scale);
+                        softmax(seen);
+                        future.fill(0.0);
+                    }
+                    let o = &mut o[(first + t0) * hd..];
+                    kv_ref.mix_values(k, l, kv_off, (sc, ctx), (m, hd, positions), o, hd);
                 }
-                let o = &mut o[t0 * hd..];
-                kv_ref.mix_values(k, l, kv_off, (sc, ctx), (m, hd, positions), o, hd);
+                first += sq.len;
             }
         };
-        if n * (pos + n) * dim >= PARALLEL_ATTENTION_MIN_WORK {
+        let work: usize = seqs.iter().map(|sq| sq.len * (sq.pos + sq.len) * dim).sum();
+        if work >= PARALLEL_ATTENTION_MIN_WORK {
             xb.par_chunks_mut(n * hd)
                 .zip(att.par_chunks_mut(ATTN_TOKENS * ctx))
                 .enumerate()
@@ -268,15 +320,31 @@ pub fn forward(
         add(x, xb);
     }
 
-    // logits[rows][vocab] = RMSNorm(x[rows]) * output_norm . Wout^T, rows = all or the last
-    let first = match which {
-        Logits::All => 0,
-        Logits::Last => n - 1,
-    };
-    let rows = n - first;
+    // logits[rows][vocab] = RMSNorm(x[rows]) * output_norm . Wout^T, rows = all tokens, the
+    // last, or the last of each sequence
     let norm = w.output_norm.f32s(file)?;
-    let xb = &mut xb[..rows * dim];
-    rmsnorm_rows(xb, &x[first * dim..], norm, eps);
+    let mut rows = 0;
+    let mut last_of_each = seqs.iter().scan(0, |end, sq| {
+        *end += sq.len;
+        Some(*end - 1)
+    });
+    let mut next_row = |i: usize| -> Option<usize> {
+        match which {
+            Logits::All => (i < n).then_some(i),
+            Logits::Last => (i == 0).then_some(n - 1),
+            Logits::LastOfEach => last_of_each.next(),
+        }
+    };
+    while let Some(t) = next_row(rows) {
+        rmsnorm(
+            &mut xb[rows * dim..(rows + 1) * dim],
+            &x[t * dim..(t + 1) * dim],
+            norm,
+            eps,
+        );
+        rows += 1;
+    }
+    let xb = &xb[..rows * dim];
     matmul(k, file, &w.output, xb, &mut logits[..rows * vocab], mm)?;
     Ok(())
 }

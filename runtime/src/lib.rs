@@ -1,5 +1,6 @@
 //! cinder: Llama 2 inference from GGUF files.
 
+pub mod batch;
 pub mod bench;
 pub mod config;
 pub mod error;

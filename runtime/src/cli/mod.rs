@@ -9,6 +9,7 @@ mod logits;
 mod perplexity;
 mod quantize;
 mod run;
+mod serve;
 mod tokenize;
 
 use std::process::ExitCode;
@@ -72,6 +73,9 @@ enum Command {
     Bench(bench::Args),
     /// Perplexity of a text as llama-perplexity computes it; KL divergence against saved logits.
     Perplexity(perplexity::Args),
+    /// Serve the model over HTTP with an OpenAI-compatible API (like llama-server).
+    #[command(after_help = MODELS_HELP)]
+    Serve(serve::Args),
 }
 
 /// Parses the arguments, runs the subcommand, and turns an error into one line on stderr and
@@ -94,6 +98,7 @@ pub fn main() -> ExitCode {
             Command::Logits(args) => logits::run(&args, &kernels),
             Command::Bench(args) => bench::run(&args, &kernels),
             Command::Perplexity(args) => perplexity::run(&args, &kernels),
+            Command::Serve(args) => serve::run(&args, &kernels),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

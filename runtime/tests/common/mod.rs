@@ -88,3 +88,4 @@ pub fn py_script(name: &str) -> PathBuf {
         .join("../quant/tests/py")
         .join(name)
 }
+pub mod server;
