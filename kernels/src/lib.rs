@@ -13,6 +13,9 @@ pub mod dispatch;
 pub mod repack;
 pub mod scalar;
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod strips;
+
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

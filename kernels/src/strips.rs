@@ -1,9 +1,11 @@
-//! The one driver of the 16-row strip gemms ([`crate::repack`]), shared by every x86 kernel
-//! set that has strip kernels: AVX-512 VNNI (one 512-bit register per strip, 16 rows) and AVX2
-//! (two 256-bit halves of 8 rows). A kernel set supplies a [`StripKernel`]: how to cut one
-//! strip out of a repacked matrix, the per-call activation summaries it needs, and its column
-//! kernel (`RN` activation columns against one strip); [`drive`] walks the strips and the
-//! columns, [`StripKernel::COLS`] columns at a time and the leftover ones in one narrower call.
+//! The one driver of the 16-row strip gemms ([`crate::repack`]), shared by every kernel set
+//! that has strip kernels: AVX-512 VNNI (one 512-bit register per strip, 16 rows), AVX2 (two
+//! 256-bit halves of 8 rows) and the aarch64 sets (NEON, dotprod, i8mm: 128-bit quarters and
+//! halves). Nothing here is architecture-specific. A kernel set supplies a [`StripKernel`]: how
+//! to cut one strip out of a repacked matrix, the per-call activation summaries it needs, and
+//! its column kernel (`RN` activation columns against one strip); [`drive`] walks the strips
+//! and the columns, [`StripKernel::COLS`] columns at a time and the leftover ones in one
+//! narrower call.
 //!
 //! The activation summaries shared by the kernels live here too: [`ActBlock`] (Q8_0 columns:
 //! scale and the seed that removes the weights' unsigned offset) and [`ActK`] (Q8_K columns:
