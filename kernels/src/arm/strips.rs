@@ -504,13 +504,13 @@ unsafe fn block_mmla<F: Fmt, const RN: usize>(
             vzip1q_f32(dw[1], dw[1]),
             vzip2q_f32(dw[1], dw[1]),
         ];
-        for p in 0..pairs {
+        for (p, acc) in acc.iter().enumerate().take(pairs) {
             let (c, c1) = (2 * p, (2 * p + 1).min(RN - 1));
             // [d_c0, d_c1, d_c0, d_c1]
             let dc = vzip1q_f32(vdupq_n_f32(da[c]), vdupq_n_f32(da[c1]));
             let mut f = [vdupq_n_f32(0.0); 4];
             for (i, f) in f.iter_mut().enumerate() {
-                *f = vmulq_f32(to_f32(acc[p][i], F::SCALES), vmulq_f32(dr[i], dc));
+                *f = vmulq_f32(to_f32(acc[i], F::SCALES), vmulq_f32(dr[i], dc));
             }
             // Column c: rows 0..4 are lanes 0 and 2 of row pairs 0 and 1.
             for half in 0..2 {
