@@ -28,17 +28,20 @@ pub enum Isa {
     Neon,
     /// [`Isa::Neon`] plus the dot-product extension (`sdot`).
     NeonDotprod,
+    /// [`Isa::NeonDotprod`] plus the int8 matrix multiply extension (`smmla`).
+    NeonI8mm,
 }
 
 impl Isa {
     /// Every Isa, weakest first within each architecture.
-    pub const ALL: [Isa; 6] = [
+    pub const ALL: [Isa; 7] = [
         Isa::Scalar,
         Isa::Avx2,
         Isa::Avx512,
         Isa::Avx512Vnni,
         Isa::Neon,
         Isa::NeonDotprod,
+        Isa::NeonI8mm,
     ];
 
     /// The name `CINDER_KERNELS` / `--kernels` accept.
@@ -50,6 +53,7 @@ impl Isa {
             Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "dotprod",
+            Isa::NeonI8mm => "i8mm",
         }
     }
 }
@@ -63,7 +67,7 @@ impl fmt::Display for Isa {
 /// Why a kernel set could not be chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelsError {
-    /// The name is not one of `scalar|avx2|avx512|avx512vnni|neon|dotprod`.
+    /// The name is not one of `scalar|avx2|avx512|avx512vnni|neon|dotprod|i8mm`.
     UnknownIsa(String),
     /// This CPU (or this build's architecture) cannot run the requested Isa.
     Unsupported(Isa),
@@ -74,7 +78,7 @@ impl fmt::Display for KernelsError {
         match self {
             KernelsError::UnknownIsa(s) => write!(
                 f,
-                "unknown kernel set {s:?} (expected scalar|avx2|avx512|avx512vnni|neon|dotprod)"
+                "unknown kernel set {s:?} (expected scalar|avx2|avx512|avx512vnni|neon|dotprod|i8mm)"
             ),
             KernelsError::Unsupported(isa) => {
                 let avail: Vec<_> = Kernels::available().iter().map(|i| i.name()).collect();
@@ -125,6 +129,7 @@ pub fn cpu_features() -> Vec<(&'static str, bool)> {
                 "dotprod",
                 std::arch::is_aarch64_feature_detected!("dotprod"),
             ),
+            ("i8mm", std::arch::is_aarch64_feature_detected!("i8mm")),
         ]
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -147,6 +152,8 @@ fn supported(isa: Isa) -> bool {
         Isa::Neon => crate::arm::has_neon(),
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDotprod => crate::arm::has_dotprod(),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonI8mm => crate::arm::has_i8mm(),
         _ => false,
     }
 }
@@ -233,6 +240,8 @@ impl Kernels {
             Isa::Neon => table_from!(Isa::Neon, crate::arm::neon),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonDotprod => table_from!(Isa::NeonDotprod, crate::arm::dotprod),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonI8mm => table_from!(Isa::NeonI8mm, crate::arm::i8mm),
             _ => table_from!(Isa::Scalar, scalar),
         })
     }
@@ -265,7 +274,7 @@ impl Kernels {
         }
     }
 
-    /// The kernels named `name` (`scalar|avx2|avx512|avx512vnni|neon|dotprod`), or an error.
+    /// The kernels named `name` (`scalar|avx2|avx512|avx512vnni|neon|dotprod|i8mm`), or an error.
     pub fn from_name(name: &str) -> Result<Self, KernelsError> {
         let isa: Isa = name.parse()?;
         Self::new(isa).ok_or(KernelsError::Unsupported(isa))
@@ -542,8 +551,9 @@ macro_rules! k_strip_gemm {
 impl Kernels {
     /// Whether this Isa's Q4_0/Q8_0/Q4_K/Q5_K/Q6_K products are fastest on weights repacked in
     /// 16-row strips ([`crate::repack`], [`Kernels::gemm_q4_0x16_q8_0`],
-    /// [`Kernels::gemm_q4_kx16_q8_k`]); elsewhere the strip gemms are the scalar twins and the
-    /// plain-layout gemms should be used.
+    /// [`Kernels::gemm_q4_kx16_q8_k`]); elsewhere the plain-layout gemms should be used. The
+    /// aarch64 sets have Q4_0/Q8_0 strip kernels but their k-quant strip gemms are still the
+    /// scalar twins, so (the choice being one for every type) they keep the plain rows.
     pub fn prefers_strips(&self) -> bool {
         matches!(self.isa, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni)
     }

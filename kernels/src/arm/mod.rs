@@ -1,6 +1,7 @@
 //! aarch64 kernels. [`neon`] holds the `#[inline(always)]` bodies, generic over `DOT` (use the
 //! `sdot` instruction or not), and the plain-NEON kernels; [`dotprod`] compiles the same bodies
-//! with `DOT = true` under `neon,dotprod`.
+//! with `DOT = true` under `neon,dotprod`; [`strips`] holds the Q4_0/Q8_0 strip column kernels
+//! of all three sets, and [`i8mm`] is the dotprod set with `smmla` strip gemms.
 //!
 //! Every helper here is `#[inline(always)]` without `#[target_feature]`: it is only called from
 //! inside a `#[target_feature]` kernel, into which it is inlined. The `sdot` inline asm enables
@@ -31,7 +32,9 @@ macro_rules! kernels {
 }
 
 pub(crate) mod dotprod;
+pub(crate) mod i8mm;
 pub(crate) mod neon;
+pub(crate) mod strips;
 
 use std::arch::aarch64::*;
 
@@ -43,6 +46,11 @@ pub(crate) fn has_neon() -> bool {
 /// [`has_neon`] + the dot-product extension (`sdot`).
 pub(crate) fn has_dotprod() -> bool {
     has_neon() && std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+/// [`has_dotprod`] + the int8 matrix multiply extension (`smmla`).
+pub(crate) fn has_i8mm() -> bool {
+    has_dotprod() && std::arch::is_aarch64_feature_detected!("i8mm")
 }
 
 /// f16 -> f32 with the base-FP `fcvt` (exact; NaNs are quieted as `half` does).

@@ -42,8 +42,8 @@ kernels! { "neon";
     dequantize_row_f16(x: &[f16], y: &mut [f32]) = dequantize_row_f16_body;
     gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = gemm_f32_f16_body;
     gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = gemm_f32_f32_body;
-    gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = strips_q4_0_body;
-    gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = strips_q8_0_body;
+    gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::strips_body::<super::strips::Q4_0, { super::strips::NEON }>;
+    gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::strips_body::<super::strips::Q8_0, { super::strips::NEON }>;
     gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = strips_q4_k_body;
     gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = strips_q5_k_body;
     gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = strips_q6_k_body;
@@ -885,40 +885,8 @@ pub(crate) unsafe fn gemm_f32_f32_body(a: &[f32], b: &[f32], c: &mut [f32], s: c
     scalar::gemm_f32_f32(a, b, c, s)
 }
 
-/// `crate::scalar::gemm_q4_0x16_q8_0` under this module's features (no runtime gives NEON
-/// repacked weights: `Kernels::prefers_strips` is false here).
-///
-/// # Safety
-/// None beyond the caller's (the body is safe code).
-#[inline(always)]
-pub(crate) unsafe fn strips_q4_0_body(
-    q: &[crate::repack::Lanes],
-    d: &[crate::repack::Scales16],
-    a: &[BlockQ8_0],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    scalar::gemm_q4_0x16_q8_0(q, d, a, nb, out, ldo)
-}
-
-/// As [`strips_q4_0_body`] for Q8_0.
-///
-/// # Safety
-/// None beyond the caller's (the body is safe code).
-#[inline(always)]
-pub(crate) unsafe fn strips_q8_0_body(
-    q: &[crate::repack::Lanes],
-    d: &[crate::repack::Scales16],
-    a: &[BlockQ8_0],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    scalar::gemm_q8_0x16_q8_0(q, d, a, nb, out, ldo)
-}
-
-/// As [`strips_q4_0_body`] for Q4_K.
+/// `crate::scalar::gemm_q4_kx16_q8_k` under this module's features (no runtime gives NEON
+/// repacked k-quant weights: `Kernels::prefers_strips` is false here).
 ///
 /// # Safety
 /// None beyond the caller's (the body is safe code).
@@ -933,7 +901,7 @@ pub(crate) unsafe fn strips_q4_k_body(
     scalar::gemm_q4_kx16_q8_k(w, a, nb, out, ldo)
 }
 
-/// As [`strips_q4_0_body`] for Q5_K.
+/// As [`strips_q4_k_body`] for Q5_K.
 ///
 /// # Safety
 /// None beyond the contract of `Kernels::gemm_q5_kx16_q8_k` (it is the scalar twin).
@@ -948,7 +916,7 @@ pub(crate) unsafe fn strips_q5_k_body(
     scalar::gemm_q5_kx16_q8_k(w, a, nb, out, ldo)
 }
 
-/// As [`strips_q4_0_body`] for Q6_K.
+/// As [`strips_q4_k_body`] for Q6_K.
 ///
 /// # Safety
 /// None beyond the caller's (the body is safe code).

@@ -40,7 +40,8 @@ macro_rules! kernels {
 pub(crate) mod avx2;
 pub(crate) mod avx2_strips;
 pub(crate) mod avx512;
-pub(crate) mod strips;
+/// The strip driver is shared with the aarch64 sets; `crate::x86::strips` keeps naming it.
+pub(crate) use crate::strips;
 
 use std::arch::x86_64::*;
 

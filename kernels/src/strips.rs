@@ -1,9 +1,11 @@
-//! The one driver of the 16-row strip gemms ([`crate::repack`]), shared by every x86 kernel
-//! set that has strip kernels: AVX-512 VNNI (one 512-bit register per strip, 16 rows) and AVX2
-//! (two 256-bit halves of 8 rows). A kernel set supplies a [`StripKernel`]: how to cut one
-//! strip out of a repacked matrix, the per-call activation summaries it needs, and its column
-//! kernel (`RN` activation columns against one strip); [`drive`] walks the strips and the
-//! columns, [`StripKernel::COLS`] columns at a time and the leftover ones in one narrower call.
+//! The one driver of the 16-row strip gemms ([`crate::repack`]), shared by every kernel set
+//! that has strip kernels: AVX-512 VNNI (one 512-bit register per strip, 16 rows), AVX2 (two
+//! 256-bit halves of 8 rows) and the aarch64 sets (NEON, dotprod, i8mm: 128-bit quarters and
+//! halves). Nothing here is architecture-specific. A kernel set supplies a [`StripKernel`]: how
+//! to cut one strip out of a repacked matrix, the per-call activation summaries it needs, and
+//! its column kernel (`RN` activation columns against one strip); [`drive`] walks the strips
+//! and the columns, [`StripKernel::COLS`] columns at a time and the leftover ones in one
+//! narrower call.
 //!
 //! The activation summaries shared by the kernels live here too: [`ActBlock`] (Q8_0 columns:
 //! scale and the seed that removes the weights' unsigned offset) and [`ActK`] (Q8_K columns:
@@ -18,6 +20,7 @@ use crate::repack::{BlockQ4_Kx16, BlockQ5_Kx16, Lanes, STRIP_ROWS, Scales16};
 #[derive(Clone, Copy, Default)]
 pub(crate) struct ActBlock {
     pub(crate) d: f32,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // aarch64: signed weights.
     pub(crate) seed: i32,
 }
 
@@ -50,6 +53,7 @@ pub(crate) fn give_back_blocks(m: Vec<ActBlock>) {
 /// then gives `msum = 256 * sum_s min_s * hi_s + sum_s min_s * lo_s` exactly. A pair sum is at
 /// most `32 * 128` in magnitude for blocks made by the quantizer (consistent `bsums`).
 #[derive(Clone, Copy, Default)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 pub(crate) struct ActK {
     pub(crate) d: f32,
     pub(crate) bs: [i32; 4],
@@ -57,6 +61,7 @@ pub(crate) struct ActK {
 
 /// The [`ActK`] summaries of `a`, into this thread's buffer (give it back with
 /// [`give_back_k`]).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 pub(crate) fn act_k(a: &[BlockQ8_K]) -> Vec<ActK> {
     let mut m = ACT_K.take();
     m.clear();
@@ -77,6 +82,7 @@ pub(crate) fn act_k(a: &[BlockQ8_K]) -> Vec<ActK> {
 }
 
 /// Returns the buffer of [`act_k`] for the next call on this thread.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 pub(crate) fn give_back_k(m: Vec<ActK>) {
     ACT_K.set(m);
 }
@@ -218,6 +224,7 @@ pub(crate) unsafe fn drive_with<S: StripKernel>(
 
 /// A strip block the Q4_K column kernels read: a [`BlockQ4_Kx16`], or a [`BlockQ5_Kx16`]
 /// (its Q4_K part plus the fifth bits, which the kernels add to the nibbles when `Q5`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 pub(crate) trait K4Block {
     /// Whether the values have a fifth bit in [`K4Block::qh`].
     const Q5: bool;
@@ -228,6 +235,7 @@ pub(crate) trait K4Block {
 }
 
 /// No fifth bits (never read: `Q5` is false).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 static NO_QH: [Lanes; 8] = [Lanes([0; STRIP_ROWS]); 8];
 
 impl K4Block for BlockQ4_Kx16 {
