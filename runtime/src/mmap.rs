@@ -9,6 +9,8 @@ use memmap2::Mmap;
 pub struct MappedFile {
     path: PathBuf,
     map: Mmap,
+    /// Bytes of `map` that belong to the file (an empty file's anonymous map holds one).
+    len: usize,
 }
 
 impl MappedFile {
@@ -21,12 +23,26 @@ impl MappedFile {
         // model files are not modified in place by cinder, and llama.cpp accepts the same
         // contract for the same files.
         let map = unsafe { Mmap::map(&file)? };
-        Ok(Self { path, map })
+        let len = map.len();
+        Ok(Self { path, map, len })
+    }
+
+    /// A private anonymous map holding a copy of `bytes`, named `path` in errors: for tests
+    /// and fuzzing, which hand the loader bytes rather than a file.
+    pub fn from_bytes(path: impl AsRef<Path>, bytes: &[u8]) -> std::io::Result<Self> {
+        // An anonymous map cannot be empty: map one byte and keep an empty view of it.
+        let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1))?;
+        map[..bytes.len()].copy_from_slice(bytes);
+        Ok(Self {
+            path: path.as_ref().to_path_buf(),
+            map: map.make_read_only()?,
+            len: bytes.len(),
+        })
     }
 
     /// The mapped bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.map
+        &self.map[..self.len]
     }
 
     /// Ask the OS to read `range` ahead (before a pass over it, like repacking a tensor), so a
