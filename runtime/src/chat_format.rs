@@ -65,9 +65,40 @@ pub enum Format {
 const TEMPLATE_NAME: &str = "chat";
 
 /// Most template instructions one rendering runs (minijinja's fuel): Hugging Face templates
-/// spend tens per message, so this is ample for any conversation and stops a template that
-/// loops (`range` inside `range`) within a fraction of a second.
-const TEMPLATE_FUEL: u64 = 1_000_000;
+/// spend tens per message, so this is ample for thousands of messages and stops a template
+/// that loops (`range` inside `range`) within a fraction of a second.
+const TEMPLATE_FUEL: u64 = 100_000;
+
+/// Most bytes a rendering writes, before and per message. Contents are rendered as short
+/// sentinels (see [`sentinel`]), so a real template writes its markup and little else; this
+/// stops one that loops over large strings before it fills memory.
+const TEMPLATE_OUTPUT_BASE: usize = 64 << 10;
+const TEMPLATE_OUTPUT_PER_MESSAGE: usize = 1 << 10;
+
+/// Collects a rendering, refusing writes past `limit` bytes.
+struct Bounded {
+    out: String,
+    limit: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.limit {
+            return Err(std::io::Error::other(format!(
+                "the template writes more than {} bytes",
+                self.limit
+            )));
+        }
+        // minijinja writes whole strings; anything else is refused rather than mangled.
+        let s = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
+        self.out.push_str(s);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Marks where message `i`'s content goes in a rendered template: private-use characters a
 /// template does not produce and `strip()` does not remove.
@@ -206,20 +237,28 @@ fn template_tokens(
         })
         .collect();
     let add_generation_prompt = messages.last().is_some_and(|m| m.role == Role::User);
-    let rendered = env
-        .get_template(TEMPLATE_NAME)
+    let mut out = Bounded {
+        out: String::new(),
+        limit: TEMPLATE_OUTPUT_BASE + TEMPLATE_OUTPUT_PER_MESSAGE * messages.len(),
+    };
+    env.get_template(TEMPLATE_NAME)
         .and_then(|t| {
-            t.render(minijinja::context! {
-                messages => msgs,
-                bos_token => bos.clone().unwrap_or_default(),
-                eos_token => eos.clone().unwrap_or_default(),
-                add_generation_prompt => add_generation_prompt,
-            })
+            t.render_captured_to(
+                minijinja::context! {
+                    messages => msgs,
+                    bos_token => bos.clone().unwrap_or_default(),
+                    eos_token => eos.clone().unwrap_or_default(),
+                    add_generation_prompt => add_generation_prompt,
+                },
+                &mut out,
+            )
+            .map(drop)
         })
         .map_err(|source| Error::ChatTemplate {
             action: "rendering",
             source,
         })?;
+    let rendered = out.out;
 
     let mut specials: Vec<(&str, u32)> = Vec::new();
     for (s, id) in [(&bos, tok.bos_id()), (&eos, tok.eos_id())] {
@@ -344,7 +383,13 @@ mod tests {
         let f = Format::template(HF_LLAMA2_TEMPLATE).unwrap();
         let msgs = vec![Message::new(Role::User, "a"), Message::new(Role::User, "b")];
         let err = f.tokens(&tok, &msgs).unwrap_err();
-        assert!(format!("{err:#}").contains("must alternate"), "{err:#}");
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            cause
+                .as_deref()
+                .is_some_and(|c| c.contains("must alternate")),
+            "{err}: {cause:?}"
+        );
     }
 
     #[test]
@@ -367,5 +412,20 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn template_that_writes_without_end_is_stopped_by_the_output_limit() {
+        let tok = llama2_tokenizer();
+        // Few instructions, each writing 49 KB: fuel alone would let it write gigabytes.
+        let f = Format::template(
+            "{% for a in range(100000) %}{{ range(10000)|join(',') }}{% endfor %}",
+        )
+        .unwrap();
+        let err = f
+            .tokens(&tok, &[Message::new(Role::User, "a")])
+            .unwrap_err();
+        let text = format!("{:?}", std::error::Error::source(&err));
+        assert!(text.contains("more than"), "{text}");
     }
 }
