@@ -436,8 +436,9 @@ pub fn convert(opts: &Options, progress: &mut dyn FnMut(Progress<'_>)) -> Result
     })
 }
 
-/// `.NAME.partial-PID` beside the output: never mistaken for a finished `.gguf`.
-pub(crate) fn temp_path(output: &Path) -> PathBuf {
+/// The file written before it is renamed to `output`: `.NAME.partial-PID` beside it, never
+/// mistaken for a finished `.gguf` (a caller that is interrupted removes it).
+pub fn temp_path(output: &Path) -> PathBuf {
     let name = output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

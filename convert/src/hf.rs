@@ -300,26 +300,7 @@ impl Checkpoint {
                 });
             }
             let map = map_file(&path)?;
-            let (header_len, metadata) =
-                SafeTensors::read_metadata(&map).map_err(|e| Error::BadSafetensors {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            let data_start = 8 + header_len;
-            for (name, info) in metadata.tensors() {
-                let dtype = match info.dtype {
-                    Dtype::F32 => SourceDtype::F32,
-                    Dtype::F16 => SourceDtype::F16,
-                    Dtype::BF16 => SourceDtype::BF16,
-                    other => {
-                        return Err(Error::BadSafetensors {
-                            path: path.clone(),
-                            reason: format!(
-                                "tensor {name}: dtype {other:?} (cinder reads F32, F16, BF16)"
-                            ),
-                        });
-                    }
-                };
+            for (name, tensor) in read_shard(&map, &path, i)? {
                 if let Some(expected) = &expected
                     && expected.get(&name).map(String::as_str) != Some(file.as_str())
                 {
@@ -328,17 +309,7 @@ impl Checkpoint {
                         reason: format!("tensor {name} is in {file} but the index does not say so"),
                     });
                 }
-                let (start, end) = info.data_offsets;
-                let range = data_start + start..data_start + end;
-                tensors.insert(
-                    name,
-                    SourceTensor {
-                        shard: i,
-                        dtype,
-                        shape: info.shape.clone(),
-                        range,
-                    },
-                );
+                tensors.insert(name, tensor);
             }
             shards.push(Shard { path, map });
         }
@@ -368,11 +339,7 @@ impl Checkpoint {
 
     /// The raw bytes of rows `rows` of `t` (rows = outermost dimension).
     pub fn rows_bytes(&self, t: &SourceTensor, rows: std::ops::Range<usize>) -> &[u8] {
-        let row_bytes = t.shape[1..].iter().product::<usize>() * t.dtype.size();
-        let start = t.range.start + rows.start * row_bytes;
-        let end = t.range.start + rows.end * row_bytes;
-        assert!(end <= t.range.end, "rows {rows:?} outside tensor");
-        &self.shards[t.shard].map[start..end]
+        tensor_rows(&self.shards[t.shard].map, t, rows)
     }
 
     /// Tell the kernel that the bytes of `t` will not be read again, so the mapped pages leave
@@ -393,7 +360,102 @@ impl Checkpoint {
     }
 }
 
+/// The tensors of one safetensors file, `bytes`, which is shard number `shard` of its
+/// checkpoint (`path` names it in errors): the header is validated (offsets tile the data
+/// exactly, sizes match shapes) and every dtype must be float32, float16 or bfloat16.
+pub fn read_shard(bytes: &[u8], path: &Path, shard: usize) -> Result<Vec<(String, SourceTensor)>> {
+    let (header_len, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| Error::BadSafetensors {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let data_start = 8 + header_len;
+    let mut out = Vec::new();
+    for (name, info) in metadata.tensors() {
+        let dtype = match info.dtype {
+            Dtype::F32 => SourceDtype::F32,
+            Dtype::F16 => SourceDtype::F16,
+            Dtype::BF16 => SourceDtype::BF16,
+            other => {
+                return Err(Error::BadSafetensors {
+                    path: path.to_path_buf(),
+                    reason: format!("tensor {name}: dtype {other:?} (cinder reads F32, F16, BF16)"),
+                });
+            }
+        };
+        let (start, end) = info.data_offsets;
+        let range = data_start + start..data_start + end;
+        out.push((
+            name,
+            SourceTensor {
+                shard,
+                dtype,
+                shape: info.shape.clone(),
+                range,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// The raw bytes of rows `rows` of `t` (rows = outermost dimension; a scalar is one row) in
+/// the shard `bytes` it was read from by [`read_shard`]. Panics if the rows are outside `t`.
+pub fn tensor_rows<'a>(
+    bytes: &'a [u8],
+    t: &SourceTensor,
+    rows: std::ops::Range<usize>,
+) -> &'a [u8] {
+    let inner = t.shape.get(1..).unwrap_or(&[]);
+    let row_bytes = inner.iter().product::<usize>() * t.dtype.size();
+    let start = t.range.start + rows.start * row_bytes;
+    let end = t.range.start + rows.end * row_bytes;
+    assert!(
+        rows.start <= rows.end && end <= t.range.end,
+        "rows {rows:?} outside tensor"
+    );
+    &bytes[start..end]
+}
+
 /// A name with no directory part (index files must not point outside the folder).
 fn is_plain_file_name(f: &str) -> bool {
     !f.is_empty() && !f.contains('/') && !f.contains('\\') && f != "." && f != ".."
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    /// A safetensors file holding `tensors` (name, dtype, shape, bytes).
+    fn shard(tensors: &[(&str, &str, &[usize], &[u8])]) -> Vec<u8> {
+        let mut header = serde_json::Map::new();
+        let mut data = Vec::new();
+        for (name, dtype, shape, bytes) in tensors {
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": dtype, "shape": shape,
+                    "data_offsets": [data.len(), data.len() + bytes.len()]}),
+            );
+            data.extend_from_slice(bytes);
+        }
+        let header = serde_json::to_vec(&header).unwrap();
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend(header);
+        out.extend(data);
+        out
+    }
+
+    #[test]
+    fn a_scalar_tensor_is_one_row_not_a_panic() {
+        let bytes = shard(&[("s", "F32", &[], &1.5f32.to_le_bytes())]);
+        let tensors = read_shard(&bytes, Path::new("s.safetensors"), 0).unwrap();
+        let (_, t) = &tensors[0];
+        assert_eq!(tensor_rows(&bytes, t, 0..1), 1.5f32.to_le_bytes());
+    }
+
+    #[test]
+    fn a_shard_with_an_integer_dtype_is_an_error_naming_the_tensor() {
+        let bytes = shard(&[("i", "I64", &[1], &[0; 8])]);
+        let e = read_shard(&bytes, Path::new("i.safetensors"), 0).unwrap_err();
+        assert!(e.to_string().contains("tensor i: dtype I64"), "{e}");
+    }
 }

@@ -111,6 +111,26 @@ pub enum Error {
         /// The session's context size.
         ctx_size: usize,
     },
+    /// A session does not fit in the memory available.
+    #[error(
+        "a context of {ctx_size} tokens needs {} of memory{}, but {} is available; the largest context that fits is {largest} tokens",
+        crate::memory::human_bytes(*needed),
+        if *other > 0 { format!(" (with {} for the repacked weights)", crate::memory::human_bytes(*other)) } else { String::new() },
+        crate::memory::human_bytes(*available)
+    )]
+    OutOfMemory {
+        /// The context asked for.
+        ctx_size: u64,
+        /// Bytes it needs: KV cache, scratch and `other`.
+        needed: u64,
+        /// Bytes needed besides the session's (the repacked weights when checked before
+        /// loading).
+        other: u64,
+        /// Bytes available.
+        available: u64,
+        /// The largest context that fits.
+        largest: u64,
+    },
     /// A session option is impossible (zero sizes, a context larger than the model's).
     #[error("invalid session option: {0}")]
     BadOption(String),
@@ -131,6 +151,16 @@ pub enum Error {
         /// What is wrong with the vocabulary.
         #[source]
         source: crate::tokenizer::TokenizerError,
+    },
+    /// A chat template cannot be parsed or rendered (a syntax error, `raise_exception`, or
+    /// more work than its fuel allows).
+    #[error("{action} tokenizer.chat_template")]
+    ChatTemplate {
+        /// "parsing" or "rendering".
+        action: &'static str,
+        /// What minijinja said.
+        #[source]
+        source: minijinja::Error,
     },
     /// Generation was asked for before any prompt token was evaluated.
     #[error("nothing to generate from: evaluate a prompt first")]

@@ -29,7 +29,9 @@ enum Store {
 impl Store {
     fn new(ty: KvType, len: usize) -> Self {
         match ty {
-            KvType::F16 => Store::F16(vec![f16::ZERO; len]),
+            // Zeroed allocations (calloc): the OS hands out zero pages as they are first
+            // touched, so a large context costs nothing until it is used.
+            KvType::F16 => Store::F16(bytemuck::zeroed_vec(len)),
             KvType::F32 => Store::F32(vec![0.0; len]),
         }
     }

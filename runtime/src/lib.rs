@@ -2,12 +2,14 @@
 
 pub mod batch;
 pub mod bench;
+pub mod chat_format;
 pub mod config;
 pub mod error;
 pub mod forward;
 pub mod generate;
 pub mod kv_cache;
 pub mod matmul;
+pub mod memory;
 pub mod mmap;
 pub mod model;
 pub mod ops;

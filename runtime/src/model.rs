@@ -80,6 +80,26 @@ impl Model {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_mapped(file, kernels, progress)
+    }
+
+    /// A model from the bytes of a GGUF file (copied into an anonymous map), named `path` in
+    /// errors: what tests and fuzzers load.
+    pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>, kernels: Kernels) -> Result<Self> {
+        let path = path.as_ref();
+        let file = MappedFile::from_bytes(path, bytes).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_mapped(file, kernels, &|_| {})
+    }
+
+    fn from_mapped(
+        file: MappedFile,
+        kernels: Kernels,
+        progress: &(dyn Fn(LoadProgress<'_>) + Sync),
+    ) -> Result<Self> {
+        let path = &file.path().to_path_buf();
         let (config, weights) = {
             let g = Gguf::parse(file.bytes()).map_err(|source| Error::Gguf {
                 path: path.to_path_buf(),
@@ -197,15 +217,10 @@ impl<'m> Session<'m> {
         if opts.max_batch == 0 {
             return Err(Error::BadOption("max_batch must be at least 1".into()));
         }
-        // Sizes come from the file: refuse a cache whose size does not even fit a usize.
-        let kv_values = [c.n_layers, ctx_size, c.kv_dim(), 2 * 4]
-            .into_iter()
-            .try_fold(1usize, usize::checked_mul);
-        if kv_values.is_none() || ctx_size.checked_mul(c.n_heads.max(c.rope_dim)).is_none() {
-            return Err(Error::BadOption(format!(
-                "ctx_size {ctx_size} is too large for this model"
-            )));
-        }
+        // Sizes come from the file or the command line: count the bytes, with checked
+        // arithmetic, before allocating any of them.
+        crate::memory::SessionMemory::new(c, ctx_size, opts.max_batch, opts.kv_type)?
+            .check(0, crate::memory::available())?;
         let max_batch = opts.max_batch.min(ctx_size);
         Ok(Session {
             model,

@@ -451,7 +451,9 @@ impl Weights {
 
         let (dim, kv, ffn) = (c.dim, c.kv_dim(), c.ffn_dim);
         let token_embd = get("token_embd.weight", Kind::Embedding, &[dim, c.vocab_size])?;
-        let mut layers = Vec::with_capacity(c.n_layers);
+        // n_layers comes from the file: never reserve more layers than it has tensors for (a
+        // missing layer tensor ends the loop with an error).
+        let mut layers = Vec::with_capacity(c.n_layers.min(g.tensors().len()));
         for i in 0..c.n_layers {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
             layers.push(LayerWeights {

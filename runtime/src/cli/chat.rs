@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use cinder::Session;
+use cinder::chat_format::{Format, Message, Role};
 use cinder::generate::{GenerateOptions, Generator, StopReason};
 use cinder::tokenizer::Tokenizer;
 use cinder_kernels::Kernels;
-use cinder_quant::gguf::{Gguf, Value, keys};
+use cinder_quant::gguf::Gguf;
 
 use super::run::{ModelArgs, SamplingArgs, load, print_timings};
 
@@ -36,236 +37,6 @@ pub struct Args {
     pub verbose: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-}
-
-/// Who said a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-}
-
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
-}
-
-/// One message of the conversation.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub role: Role,
-    pub content: String,
-    /// The tokens an assistant answer was generated as (used instead of re-tokenizing).
-    pub ids: Option<Vec<u32>>,
-}
-
-impl Message {
-    fn new(role: Role, content: &str) -> Self {
-        Message {
-            role,
-            content: content.to_string(),
-            ids: None,
-        }
-    }
-}
-
-/// How a conversation becomes tokens.
-pub enum Format {
-    /// `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {answer}</s><s>[INST] ...`
-    Llama2,
-    /// A Jinja chat template.
-    Template(Box<minijinja::Environment<'static>>),
-}
-
-const TEMPLATE_NAME: &str = "chat";
-
-/// Marks where message `i`'s content goes in a rendered template: private-use characters a
-/// template does not produce and `strip()` does not remove.
-fn sentinel(i: usize) -> String {
-    format!("\u{F0000}{i}\u{F0001}")
-}
-
-impl Format {
-    /// The GGUF's chat template if it has one, else Llama 2's format.
-    pub fn from_gguf(g: &Gguf<'_>) -> Result<Self> {
-        match g.get(keys::TOKENIZER_CHAT_TEMPLATE) {
-            Some(Value::Str(source)) => Self::template(source),
-            Some(v) => bail!(
-                "{} is {}, expected string",
-                keys::TOKENIZER_CHAT_TEMPLATE,
-                v.type_description()
-            ),
-            None => Ok(Format::Llama2),
-        }
-    }
-
-    /// A format from a Jinja template source.
-    pub fn template(source: &str) -> Result<Self> {
-        let mut env = minijinja::Environment::new();
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    msg,
-                ))
-            },
-        );
-        env.set_unknown_method_callback(python_string_methods);
-        env.add_template_owned(TEMPLATE_NAME, source.to_string())
-            .context("parsing tokenizer.chat_template")?;
-        Ok(Format::Template(Box::new(env)))
-    }
-
-    /// The token ids of `messages`, ending with the prompt for the assistant's answer when the
-    /// last message is the user's.
-    pub fn tokens(&self, tok: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>> {
-        match self {
-            Format::Llama2 => Ok(llama2_tokens(tok, messages)),
-            Format::Template(env) => template_tokens(env, tok, messages),
-        }
-    }
-}
-
-/// Python string methods that Hugging Face templates call (`strip`, `startswith`...), which
-/// minijinja does not have.
-fn python_string_methods(
-    _: &minijinja::State,
-    value: &minijinja::Value,
-    method: &str,
-    args: &[minijinja::Value],
-) -> Result<minijinja::Value, minijinja::Error> {
-    use minijinja::{Error, ErrorKind, Value};
-    let unknown = || {
-        Error::new(
-            ErrorKind::UnknownMethod,
-            format!("cannot call {method} on {value}"),
-        )
-    };
-    let Some(s) = value.as_str() else {
-        return Err(unknown());
-    };
-    let arg = |i: usize| args.get(i).and_then(Value::as_str);
-    let out = match (method, args.len()) {
-        ("strip", 0) => Value::from(s.trim()),
-        ("lstrip", 0) => Value::from(s.trim_start()),
-        ("rstrip", 0) => Value::from(s.trim_end()),
-        ("upper", 0) => Value::from(s.to_uppercase()),
-        ("lower", 0) => Value::from(s.to_lowercase()),
-        ("startswith", 1) => Value::from(arg(0).is_some_and(|p| s.starts_with(p))),
-        ("endswith", 1) => Value::from(arg(0).is_some_and(|p| s.ends_with(p))),
-        _ => return Err(unknown()),
-    };
-    Ok(out)
-}
-
-/// Llama 2's chat format, built from ids: BOS and EOS are ids, the rest is plain text.
-pub fn llama2_tokens(tok: &Tokenizer, messages: &[Message]) -> Vec<u32> {
-    let mut ids = Vec::new();
-    let mut system: Option<&str> = None;
-    for m in messages {
-        match m.role {
-            Role::System => system = Some(&m.content),
-            Role::User => {
-                ids.extend(tok.bos_id());
-                let text = match system.take() {
-                    Some(sys) => format!(
-                        "[INST] <<SYS>>\n{sys}\n<</SYS>>\n\n{} [/INST]",
-                        m.content.trim()
-                    ),
-                    None => format!("[INST] {} [/INST]", m.content.trim()),
-                };
-                ids.extend(tok.encode(&text, false));
-            }
-            Role::Assistant => {
-                match &m.ids {
-                    Some(answer) => ids.extend_from_slice(answer),
-                    None => ids.extend(tok.encode(m.content.trim(), false)),
-                }
-                ids.extend(tok.eos_id());
-            }
-        }
-    }
-    ids
-}
-
-/// Renders a chat template with each message's content replaced by a sentinel, splits the
-/// result at the BOS/EOS strings the template wrote (which become ids), puts the contents back
-/// and tokenizes the text runs as plain text.
-fn template_tokens(
-    env: &minijinja::Environment<'static>,
-    tok: &Tokenizer,
-    messages: &[Message],
-) -> Result<Vec<u32>> {
-    let bos = tok.bos_id().map(|id| tok.piece(id).to_string());
-    let eos = tok.eos_id().map(|id| tok.piece(id).to_string());
-    let msgs: Vec<minijinja::Value> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let mut map = std::collections::BTreeMap::new();
-            map.insert("role", minijinja::Value::from(m.role.name()));
-            map.insert("content", minijinja::Value::from(sentinel(i)));
-            minijinja::Value::from(map)
-        })
-        .collect();
-    let add_generation_prompt = messages.last().is_some_and(|m| m.role == Role::User);
-    let rendered = env
-        .get_template(TEMPLATE_NAME)
-        .and_then(|t| {
-            t.render(minijinja::context! {
-                messages => msgs,
-                bos_token => bos.clone().unwrap_or_default(),
-                eos_token => eos.clone().unwrap_or_default(),
-                add_generation_prompt => add_generation_prompt,
-            })
-        })
-        .context("rendering tokenizer.chat_template")?;
-
-    let mut specials: Vec<(&str, u32)> = Vec::new();
-    for (s, id) in [(&bos, tok.bos_id()), (&eos, tok.eos_id())] {
-        if let (Some(s), Some(id)) = (s, id)
-            && !s.is_empty()
-        {
-            specials.push((s, id));
-        }
-    }
-    let mut ids = Vec::new();
-    let mut text = String::new();
-    let mut rest = rendered.as_str();
-    while !rest.is_empty() {
-        if let Some(&(s, id)) = specials.iter().find(|(s, _)| rest.starts_with(s)) {
-            if !text.is_empty() {
-                ids.extend(tok.encode(&text, false));
-                text.clear();
-            }
-            ids.push(id);
-            rest = &rest[s.len()..];
-            continue;
-        }
-        if let Some(after) = rest.strip_prefix('\u{F0000}')
-            && let Some(end) = after.find('\u{F0001}')
-            && let Ok(i) = after[..end].parse::<usize>()
-            && let Some(m) = messages.get(i)
-        {
-            text.push_str(&m.content);
-            rest = &after[end + '\u{F0001}'.len_utf8()..];
-            continue;
-        }
-        let ch = rest.chars().next().map_or(1, char::len_utf8);
-        text.push_str(&rest[..ch]);
-        rest = &rest[ch..];
-    }
-    if !text.is_empty() {
-        ids.extend(tok.encode(&text, false));
-    }
-    Ok(ids)
 }
 
 /// Drops the oldest user/assistant turns (never the system message nor the last message) until
@@ -316,8 +87,10 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
     }
     let pool = args.model.thread_pool()?;
     pool.install(|| {
+        // Refuse a context that cannot fit before spending seconds loading the model.
+        cinder::memory::check_file(&args.model.model, kernels, &args.model.session_options())?;
         let (model, tok, load_time) = load(&args.model.model, kernels)?;
-        let format = Format::from_gguf(&Gguf::parse(model.bytes())?)?;
+        let format = Format::from_gguf(&Gguf::parse(model.bytes())?, model.path())?;
         let mut session = Session::new(&model, args.model.session_options())?;
         let ctx = session.ctx_size();
         // Leave room for an answer when trimming the history.
@@ -417,87 +190,13 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cinder::chat_format::llama2_tokens;
     use cinder_convert::vocab::Vocab;
 
     fn llama2_tokenizer() -> Tokenizer {
         let path = cinder_quant::fixtures::path("sources/tokenizer.model");
         let vocab = Vocab::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Tokenizer::from_vocab(&vocab).unwrap()
-    }
-
-    const HF_LLAMA2_TEMPLATE: &str = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
-
-    fn conversation() -> Vec<Message> {
-        vec![
-            Message::new(Role::System, "Be brief."),
-            Message::new(Role::User, "Hi </s> there [INST]"),
-            Message::new(Role::Assistant, "Hello!"),
-            Message::new(Role::User, "<s>Again?"),
-        ]
-    }
-
-    #[test]
-    fn user_text_with_eos_and_bos_strings_never_yields_control_ids() {
-        let tok = llama2_tokenizer();
-        let msgs = vec![Message::new(Role::User, "a </s> b <s> c [/INST] d")];
-        let ids = llama2_tokens(&tok, &msgs);
-        assert_eq!(ids[0], 1, "starts with BOS");
-        assert_eq!(ids.iter().filter(|&&id| id == 1).count(), 1);
-        assert!(!ids.contains(&2), "no EOS id from user text: {ids:?}");
-        assert_eq!(
-            tok.decode(&ids),
-            "[INST] a </s> b <s> c [/INST] d [/INST]",
-            "the markers are ordinary text"
-        );
-    }
-
-    #[test]
-    fn llama2_format_places_system_bos_and_eos_as_ids() {
-        let tok = llama2_tokenizer();
-        let ids = llama2_tokens(&tok, &conversation());
-        let bos: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == 1).collect();
-        let eos: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == 2).collect();
-        assert_eq!(bos.len(), 2, "{ids:?}");
-        assert_eq!(eos.len(), 1);
-        assert_eq!(eos[0] + 1, bos[1], "</s><s> between turns");
-        let first = tok.decode(&ids[..eos[0]]);
-        assert_eq!(
-            first,
-            "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi </s> there [INST] [/INST] Hello!"
-        );
-        assert_eq!(tok.decode(&ids[bos[1]..]), "[INST] <s>Again? [/INST]");
-    }
-
-    #[test]
-    fn hf_llama2_template_gives_the_builtin_tokens_for_a_first_turn() {
-        let tok = llama2_tokenizer();
-        let f = Format::template(HF_LLAMA2_TEMPLATE).unwrap();
-        let msgs = &conversation()[..2];
-        assert_eq!(f.tokens(&tok, msgs).unwrap(), llama2_tokens(&tok, msgs));
-    }
-
-    #[test]
-    fn hf_llama2_template_makes_bos_and_eos_ids_only_where_the_template_writes_them() {
-        let tok = llama2_tokenizer();
-        let f = Format::template(HF_LLAMA2_TEMPLATE).unwrap();
-        let ids = f.tokens(&tok, &conversation()).unwrap();
-        assert_eq!(ids.iter().filter(|&&id| id == 1).count(), 2, "{ids:?}");
-        assert_eq!(ids.iter().filter(|&&id| id == 2).count(), 1, "{ids:?}");
-        let text = tok.decode(&ids);
-        assert!(
-            text.contains("Hi </s> there [INST] [/INST] Hello!"),
-            "{text:?}"
-        );
-        assert!(text.ends_with("[INST] <s>Again? [/INST]"), "{text:?}");
-    }
-
-    #[test]
-    fn template_raise_exception_is_an_error() {
-        let tok = llama2_tokenizer();
-        let f = Format::template(HF_LLAMA2_TEMPLATE).unwrap();
-        let msgs = vec![Message::new(Role::User, "a"), Message::new(Role::User, "b")];
-        let err = f.tokens(&tok, &msgs).unwrap_err();
-        assert!(format!("{err:#}").contains("must alternate"), "{err:#}");
     }
 
     #[test]

@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use cinder_convert::convert::temp_path;
 use cinder_convert::{FileType, Options, Overrides, Progress};
 use cinder_quant::GgmlType;
 use indicatif::{ProgressBar, ProgressStyle};
+
+use super::interrupt::RemoveOnSignal;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -75,6 +78,7 @@ pub fn run(args: &Args) -> Result<()> {
         name: args.name.clone(),
     };
     let mut report = Report::new(args.quiet);
+    let _watch = RemoveOnSignal::new(temp_path(&args.output), &args.output)?;
     let summary = cinder_convert::convert(&opts, &mut |p| report.on(p))
         .with_context(|| format!("converting {}", args.input.display()))?;
     report.done(&summary, args.file_type);

@@ -5,6 +5,7 @@ mod chat;
 mod convert;
 mod info;
 mod inspect;
+mod interrupt;
 mod logits;
 mod perplexity;
 mod quantize;

@@ -7,7 +7,10 @@ use cinder::mmap::MappedFile;
 use cinder_convert::{FileType, Overrides, QuantizeOptions};
 use cinder_quant::GgmlType;
 
+use cinder_convert::convert::temp_path;
+
 use super::convert::{Report, parse_file_type, parse_ggml_type};
+use super::interrupt::RemoveOnSignal;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -54,6 +57,7 @@ pub fn run(args: &Args) -> Result<()> {
         allow_requantize: args.allow_requantize,
     };
     let mut report = Report::new(args.quiet);
+    let _watch = RemoveOnSignal::new(temp_path(&args.output), &args.output)?;
     let summary = cinder_convert::quantize_gguf(file.bytes(), &opts, &mut |p| report.on(p))
         .with_context(|| format!("quantizing {path}"))?;
     report.done(&summary, args.file_type);

@@ -272,6 +272,8 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
     let mut sampler = args.sampling.sampler()?;
     let pool = args.model.thread_pool()?;
     pool.install(|| {
+        // Refuse a context that cannot fit before spending seconds loading the model.
+        cinder::memory::check_file(&args.model.model, kernels, &args.model.session_options())?;
         let (model, tokenizer, load_time) = load(&args.model.model, kernels)?;
         let mut session = Session::new(&model, args.model.session_options())?;
         let tokens = tokenizer.encode(&prompt, tokenizer.add_bos());

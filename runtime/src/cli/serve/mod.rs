@@ -41,8 +41,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use self::api::{ApiError, ChatRequest, CompletionRequest, Generation, Prompt};
 use self::engine::{Event, Finish, Job, Msg, TokenLogprob};
 use self::metrics::Metrics;
-use super::chat::{Format, Message, Role};
 use super::run::{ModelArgs, load_model};
+use cinder::chat_format::{Format, Message, Role};
 
 /// Arguments of `cinder serve`.
 #[derive(clap::Args, Debug)]
@@ -156,7 +156,7 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
                     let loaded = (|| -> Result<_> {
                         let model = load_model(&path, &kernels)?;
                         let tok = load_tokenizer(&model)?;
-                        let format = Format::from_gguf(&Gguf::parse(model.bytes())?)?;
+                        let format = Format::from_gguf(&Gguf::parse(model.bytes())?, model.path())?;
                         Ok((model, tok, format))
                     })();
                     let (model, tok, format) = match loaded {

@@ -1,0 +1,321 @@
+//! Memory a session needs, counted before anything is allocated, and the memory the machine
+//! has for it.
+//!
+//! A context size comes from the command line or the model file (`llama.context_length`), so
+//! it can be anything: [`SessionMemory`] computes, with checked arithmetic, the bytes of the KV
+//! cache and of the scratch buffers of [`crate::forward::State`] for a context and batch, and
+//! [`SessionMemory::check`] compares them with [`available`] and refuses, naming the numbers
+//! and the largest context that fits, instead of letting the allocator abort or the machine
+//! swap.
+
+use std::path::Path;
+
+use cinder_kernels::Kernels;
+use cinder_quant::gguf::Gguf;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::kv_cache::KvType;
+use crate::mmap::MappedFile;
+use crate::model::SessionOptions;
+use crate::weights::Weights;
+
+/// Query tokens per attention step (`forward::ATTN_TOKENS`): the attention scratch holds this
+/// many score rows of the whole context per head.
+const ATTN_TOKENS: u64 = 16;
+
+/// Bytes one session of a model takes, split into the part that grows with the context and
+/// the part that does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionMemory {
+    /// Positions of the context.
+    pub ctx_size: u64,
+    /// Bytes per position: the KV cache's keys and values of every layer, the attention score
+    /// rows and the RoPE table.
+    pub per_position: u64,
+    /// Bytes that do not depend on the context: batch activations, matmul scratch, logits.
+    pub fixed: u64,
+}
+
+impl SessionMemory {
+    /// The memory of a session of `ctx_size` positions evaluating up to `max_batch` tokens at
+    /// once, with a `kv_type` cache, for a model of configuration `c`. An error if the count
+    /// does not fit a `u64` (a context or a dimension from the file that large cannot be
+    /// allocated anyway).
+    pub fn new(c: &Config, ctx_size: usize, max_batch: usize, kv_type: KvType) -> Result<Self> {
+        let too_large = || {
+            Error::BadOption(format!(
+                "a context of {ctx_size} tokens is too large for this model: its size in bytes overflows"
+            ))
+        };
+        let mul = |xs: &[usize]| -> Option<u64> {
+            xs.iter()
+                .try_fold(1u64, |acc, &x| acc.checked_mul(u64::try_from(x).ok()?))
+        };
+        let sum = |xs: &[Option<u64>]| -> Option<u64> {
+            xs.iter().try_fold(0u64, |acc, x| acc.checked_add((*x)?))
+        };
+        let elem = match kv_type {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        };
+        let kv_dim = c.n_kv_heads.checked_mul(c.head_dim).ok_or_else(too_large)?;
+        // Keys and values of every layer; ATTN_TOKENS score rows per head; cos and sin of
+        // rope_dim / 2 pairs.
+        let per_position = sum(&[
+            mul(&[2, c.n_layers, kv_dim, elem]),
+            mul(&[c.n_heads, ATTN_TOKENS as usize, 4]),
+            mul(&[c.rope_dim, 4]),
+        ])
+        .ok_or_else(too_large)?;
+        let b = max_batch.min(ctx_size.max(1));
+        let max_cols = c.dim.max(c.ffn_dim);
+        let max_rows = max_cols.max(c.vocab_size);
+        // f32 buffers of the state: x, xb, q, attn ([b][dim]), k, v ([b][kv_dim]), gate, up
+        // ([b][ffn]), logits ([b][vocab]) and the session's last logits ([vocab]); the matmul
+        // scratch: quantized activations (under 4 bytes per value in every format, for the
+        // main and the two side scratches) and output tiles ([b][max_rows]).
+        let fixed = sum(&[
+            mul(&[4, b, c.dim, 4]),
+            mul(&[2, b, kv_dim, 4]),
+            mul(&[2, b, c.ffn_dim, 4]),
+            mul(&[b + 1, c.vocab_size, 4]),
+            mul(&[b + 2, max_cols, 4]),
+            mul(&[b, max_rows, 4]),
+        ])
+        .ok_or_else(too_large)?;
+        let ctx_size = u64::try_from(ctx_size).map_err(|_| too_large())?;
+        // The total must fit too.
+        per_position
+            .checked_mul(ctx_size)
+            .and_then(|x| x.checked_add(fixed))
+            .ok_or_else(too_large)?;
+        Ok(SessionMemory {
+            ctx_size,
+            per_position,
+            fixed,
+        })
+    }
+
+    /// Bytes of the KV cache and scratch together.
+    pub fn total(&self) -> u64 {
+        self.per_position * self.ctx_size + self.fixed
+    }
+
+    /// The largest context whose session fits in `bytes` (0 if not even one position does).
+    pub fn largest_context(&self, bytes: u64) -> u64 {
+        bytes.saturating_sub(self.fixed) / self.per_position.max(1)
+    }
+
+    /// Err with the numbers unless this session, plus `other` bytes the caller is about to
+    /// allocate as well, fits in `available` bytes (`None`: the platform does not say, and
+    /// only the overflow checks of [`SessionMemory::new`] apply).
+    pub fn check(&self, other: u64, available: Option<u64>) -> Result<()> {
+        let Some(available) = available else {
+            return Ok(());
+        };
+        let needed = self.total().saturating_add(other);
+        if needed <= available {
+            return Ok(());
+        }
+        Err(Error::OutOfMemory {
+            ctx_size: self.ctx_size,
+            needed,
+            other,
+            available,
+            largest: self.largest_context(available.saturating_sub(other)),
+        })
+    }
+}
+
+/// Bytes of memory this process can still use without swapping: on Linux `MemAvailable` of
+/// `/proc/meminfo`, lowered to the room left under the cgroup's `memory.max` when there is
+/// one; `None` where the platform does not say.
+pub fn available() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let mem = meminfo_available(&meminfo)?;
+        let cgroup = cgroup_room(
+            std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok(),
+            std::fs::read_to_string("/sys/fs/cgroup/memory.current").ok(),
+        );
+        Some(cgroup.map_or(mem, |room| room.min(mem)))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
+fn meminfo_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line
+        .trim_start_matches("MemAvailable:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
+}
+
+/// Bytes left under a cgroup v2 limit, from the texts of `memory.max` and `memory.current`
+/// (`None` without a limit).
+fn cgroup_room(max: Option<String>, current: Option<String>) -> Option<u64> {
+    let max: u64 = max?.trim().parse().ok()?; // "max" (no limit) does not parse
+    let current: u64 = current?.trim().parse().ok()?;
+    Some(max.saturating_sub(current))
+}
+
+/// Before loading the model at `path` with `kernels`: err unless a session with `opts` fits in
+/// the memory available, counting the copies of the matrices that loading repacks. Reads only
+/// the file's header and tensor table, so a context that cannot fit is refused at once rather
+/// than after the seconds of loading a large model.
+pub fn check_file(path: &Path, kernels: &Kernels, opts: &SessionOptions) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = MappedFile::open(path).map_err(io)?;
+    let g = Gguf::parse(file.bytes()).map_err(|source| Error::Gguf {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let config = Config::from_gguf(&g, path)?;
+    let weights = Weights::from_gguf(&g, &config, path)?;
+    let repack = if kernels.prefers_strips() {
+        weights.repack_bytes()
+    } else {
+        0
+    };
+    let ctx_size = if opts.ctx_size == 0 {
+        config.context_length
+    } else {
+        opts.ctx_size
+    };
+    SessionMemory::new(&config, ctx_size, opts.max_batch, opts.kv_type)?.check(repack, available())
+}
+
+/// `bytes` for people: `1.50 GiB`, `12.0 MiB`, `512 bytes`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut x = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while x >= 1024.0 && unit + 1 < UNITS.len() {
+        x /= 1024.0;
+        unit += 1;
+    }
+    format!("{x:.2} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TinyLlama 1.1B's shape.
+    fn tinyllama() -> Config {
+        Config {
+            dim: 2048,
+            ffn_dim: 5632,
+            n_layers: 22,
+            n_heads: 32,
+            n_kv_heads: 4,
+            head_dim: 64,
+            rope_dim: 64,
+            rope_base: 10000.0,
+            norm_eps: 1e-5,
+            context_length: 2048,
+            vocab_size: 32000,
+        }
+    }
+
+    #[test]
+    fn kv_cache_bytes_per_position_match_the_cache_layout() {
+        let c = tinyllama();
+        let m = SessionMemory::new(&c, 1000, 64, KvType::F16).unwrap();
+        // Keys and values, 22 layers, 256 values, 2 bytes; 32 heads x 16 score rows x 4
+        // bytes; 64 cos/sin values x 4 bytes.
+        assert_eq!(m.per_position, 2 * 22 * 256 * 2 + 32 * 16 * 4 + 64 * 4);
+        let f32 = SessionMemory::new(&c, 1000, 64, KvType::F32).unwrap();
+        assert_eq!(f32.per_position - m.per_position, 2 * 22 * 256 * 2);
+        assert_eq!(m.total(), 1000 * m.per_position + m.fixed);
+    }
+
+    #[test]
+    fn two_billion_positions_are_refused_with_the_numbers_and_the_largest_context() {
+        let c = tinyllama();
+        let m = SessionMemory::new(&c, 2_000_000_000, 512, KvType::F16).unwrap();
+        let available = 16 << 30;
+        let err = m.check(0, Some(available)).unwrap_err();
+        let Error::OutOfMemory {
+            needed, largest, ..
+        } = err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!(needed, m.total());
+        assert!(needed > 40 << 40, "{needed}");
+        // The largest context fits and one more position does not.
+        let at = SessionMemory::new(&c, largest as usize, 512, KvType::F16).unwrap();
+        assert!(at.total() <= available);
+        let over = SessionMemory::new(&c, largest as usize + 1, 512, KvType::F16).unwrap();
+        assert!(over.total() > available);
+        let msg = err_text(&c, 2_000_000_000, available);
+        assert!(msg.contains("2000000000"), "{msg}");
+        assert!(msg.contains(&largest.to_string()), "{msg}");
+    }
+
+    fn err_text(c: &Config, ctx: usize, available: u64) -> String {
+        SessionMemory::new(c, ctx, 512, KvType::F16)
+            .unwrap()
+            .check(0, Some(available))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_context_that_fits_passes_and_other_allocations_count() {
+        let c = tinyllama();
+        let m = SessionMemory::new(&c, 2048, 512, KvType::F16).unwrap();
+        assert!(m.check(0, Some(m.total())).is_ok());
+        assert!(m.check(1, Some(m.total())).is_err());
+        assert!(m.check(u64::MAX, None).is_ok(), "no figure: no refusal");
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_errors_not_panics() {
+        let mut c = tinyllama();
+        assert!(SessionMemory::new(&c, usize::MAX, 512, KvType::F16).is_err());
+        c.n_layers = usize::MAX / 2;
+        assert!(SessionMemory::new(&c, 2, 1, KvType::F16).is_err());
+        c = tinyllama();
+        c.vocab_size = usize::MAX / 3;
+        assert!(SessionMemory::new(&c, 2, 4, KvType::F16).is_err());
+    }
+
+    #[test]
+    fn meminfo_and_cgroup_texts_are_read() {
+        let text = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   23692548 kB\n";
+        assert_eq!(meminfo_available(text), Some(23692548 * 1024));
+        assert_eq!(meminfo_available("MemFree: 1 kB\n"), None);
+        assert_eq!(
+            cgroup_room(Some("1000\n".into()), Some("400\n".into())),
+            Some(600)
+        );
+        assert_eq!(
+            cgroup_room(Some("max\n".into()), Some("400\n".into())),
+            None
+        );
+        assert_eq!(cgroup_room(None, None), None);
+    }
+
+    #[test]
+    fn human_bytes_picks_a_unit() {
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(3 << 29), "1.50 GiB");
+        assert_eq!(human_bytes(20 << 40), "20.00 TiB");
+    }
+}
