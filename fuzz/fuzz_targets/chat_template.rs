@@ -4,22 +4,9 @@
 
 #![no_main]
 
-use std::path::Path;
-use std::sync::OnceLock;
-
 use cinder::chat_format::{Format, Message, Role};
-use cinder::tokenizer::Tokenizer;
-use cinder_convert::vocab::Vocab;
+use cinder_fuzz::stories_tokenizer;
 use libfuzzer_sys::fuzz_target;
-
-fn tokenizer() -> &'static Tokenizer {
-    static TOK: OnceLock<Tokenizer> = OnceLock::new();
-    TOK.get_or_init(|| {
-        let bytes = include_bytes!("../../models/stories260k/tokenizer.model");
-        let vocab = Vocab::parse(bytes, Path::new("tokenizer.model")).expect("stories260k vocab");
-        Tokenizer::from_vocab(&vocab).expect("stories260k tokenizer")
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -36,5 +23,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(format) = Format::template(template) else {
         return;
     };
-    let _ = format.tokens(tokenizer(), &messages);
+    let _ = format.tokens(stories_tokenizer(), &messages);
 });
