@@ -2,7 +2,9 @@
 # compare-e2e.sh: end-to-end speed of cinder against llama.cpp on the SAME GGUF files, same
 # threads, alternating A B A B so machine drift cancels: `cinder bench` against `llama-bench`,
 # both -p P -n N -r R, printed as a markdown table with cinder/llama.cpp ratios (> 1: cinder
-# faster) per round and their geometric mean.
+# faster) per round and their geometric mean. Before each pair, the `bandwidth` probe reads
+# memory at the same thread count; generation rows also give each program's fraction of it
+# (weight bytes per token x tokens per second / bandwidth, the probe's best pass).
 #
 # Usage (from anywhere):
 #   benches/compare-e2e.sh [options] MODEL.gguf [MODEL.gguf ...]
@@ -22,7 +24,8 @@
 #   --synth DIR     make TinyLlama-1.1B-shaped q4_0 / q8_0 / q4_k_m / q5_k_m / q6_k and
 #                   Llama-2-7B-shaped q4_0 / q8_0 / q4_k_m files with synth-model (about 17 GB
 #                   in all), then exit; --synth-only "shape:type ..." limits the list
-# cinder is built with `cargo build --release -p cinder` (target/release/cinder, or $CINDER);
+# cinder and the probe are built with `cargo build --release -p cinder` and `-p cinder-benches
+# --bin bandwidth` (target/release/cinder or $CINDER; target/release/bandwidth or $BANDWIDTH);
 # llama.cpp comes from ../shared/tools/llamacpp-build unless LLAMA_CPP_BIN is set. Raw JSON
 # outputs are kept in target/compare-e2e/. Do not run it while something else builds.
 set -euo pipefail
@@ -73,8 +76,10 @@ done
 
 CINDER=${CINDER:-$WS/target/release/cinder}
 if [ -z "${CINDER_SKIP_BUILD:-}" ]; then
-  (cd "$WS" && cargo build --release -q -p cinder)
+  (cd "$WS" && cargo build --release -q -p cinder && cargo build --release -q -p cinder-benches --bin bandwidth)
 fi
+BANDWIDTH=${BANDWIDTH:-$WS/target/release/bandwidth}
+[ -x "$BANDWIDTH" ] || { echo "compare-e2e: $BANDWIDTH not found (cargo build --release -p cinder-benches --bin bandwidth)" >&2; exit 1; }
 if [ -z "${LLAMA_CPP_BIN:-}" ]; then
   eval "$("$WS/../shared/tools/llamacpp-build" --env --cpu "$LLAMA_CPU")"
 fi
@@ -89,16 +94,20 @@ RESULTS=$OUT/results.jsonl
 : > "$RESULTS"
 
 for m in "${MODELS[@]}"; do
+  BPT=$("$BANDWIDTH" -t 1 --mib 1 -r 1 --model "$m" | python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin][-1]["bytes_per_token"])')
   for t in $THREADS; do
     for round in $(seq 1 "$ROUNDS"); do
       base=$OUT/$(basename "$m" .gguf).t$t.r$round
+      say "$(basename "$m") t=$t round $round: bandwidth probe"
+      "$BANDWIDTH" -t "$t" > "$base.bw.json"
       say "$(basename "$m") t=$t round $round: cinder"
       "$CINDER" bench -m "$m" -p "$P" -n "$N" -r "$R" -t "$t" ${CINDER_ARGS[@]+"${CINDER_ARGS[@]}"} -o json > "$base.cinder.json"
       say "$(basename "$m") t=$t round $round: llama-bench"
       "$LLAMA_BENCH" -m "$m" -p "$P" -n "$N" -r "$R" -t "$t" ${LLAMA_ARGS[@]+"${LLAMA_ARGS[@]}"} -o json > "$base.llama.json" 2> "$base.llama.err"
-      python3 - "$m" "$t" "$round" "$base.cinder.json" "$base.llama.json" >> "$RESULTS" <<'PY'
+      python3 - "$m" "$t" "$round" "$base.cinder.json" "$base.llama.json" "$base.bw.json" "$BPT" >> "$RESULTS" <<'PY'
 import json, sys
-model, t, rnd, cf, lf = sys.argv[1:6]
+model, t, rnd, cf, lf, bwf, bpt = sys.argv[1:8]
+bw = json.loads(open(bwf).read().splitlines()[0])["gb_per_s"] * 1e9
 def tests(path):
     out = {}
     for r in json.load(open(path)):
@@ -110,7 +119,8 @@ def tests(path):
 c, l = tests(cf), tests(lf)
 for name in sorted(set(c) & set(l)):
     print(json.dumps({"model": model, "threads": int(t), "round": int(rnd), "test": name,
-                      "cinder": c[name], "llama": l[name]}))
+                      "cinder": c[name], "llama": l[name], "bandwidth": bw,
+                      "bytes_per_token": int(bpt)}))
 PY
     done
   done
@@ -122,13 +132,22 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 groups = {}
 for r in rows:
     groups.setdefault((r["model"], r["threads"], r["test"]), []).append(r)
-print("| model | threads | test | cinder t/s | llama.cpp t/s | ratio per round | ratio (geo. mean) |")
-print("|---|---:|---|---:|---:|---|---:|")
+print("| model | threads | test | cinder t/s | llama.cpp t/s | ratio per round | ratio (geo. mean) "
+      "| read GB/s | cinder / bandwidth | llama.cpp / bandwidth |")
+print("|---|---:|---|---:|---:|---|---:|---:|---:|---:|")
 for (m, t, test), rs in groups.items():
     ratios = [r["cinder"] / r["llama"] for r in rs]
     geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
     c = sum(r["cinder"] for r in rs) / len(rs)
     l = sum(r["llama"] for r in rs) / len(rs)
+    bw = sum(r["bandwidth"] for r in rs) / len(rs)
+    if test.startswith("tg"):
+        # Generation reads every weight once per token: the fraction of the probe's bandwidth
+        # it reaches (per round, then the mean).
+        frac = lambda k: sum(r[k] * r["bytes_per_token"] / r["bandwidth"] for r in rs) / len(rs)
+        fc, fl = f"{frac('cinder'):.0%}", f"{frac('llama'):.0%}"
+    else:
+        fc = fl = ""
     print(f"| {os.path.basename(m)} | {t} | {test} | {c:.2f} | {l:.2f} | "
-          f"{' '.join(f'{x:.2f}' for x in ratios)} | {geo:.2f} |")
+          f"{' '.join(f'{x:.2f}' for x in ratios)} | {geo:.2f} | {bw / 1e9:.1f} | {fc} | {fl} |")
 PY
