@@ -39,18 +39,10 @@ impl<'m> Sequences<'m> {
                 "at least one sequence and a batch of at least one token are needed".into(),
             ));
         }
-        let kv_values = [n, c.n_layers, ctx_size, c.kv_dim(), 2 * 4]
-            .into_iter()
-            .try_fold(1usize, usize::checked_mul);
-        let logit_values = n.checked_mul(c.vocab_size);
-        if kv_values.is_none()
-            || logit_values.is_none()
-            || ctx_size.checked_mul(c.n_heads.max(c.rope_dim)).is_none()
-        {
-            return Err(Error::BadOption(format!(
-                "{n} sequences of {ctx_size} positions are too many for this model"
-            )));
-        }
+        // Sizes come from the command line or the file: count the bytes of every cache and
+        // of the scratch, with checked arithmetic, before allocating any of them.
+        crate::memory::SessionMemory::slots(c, n, ctx_size, opts.max_batch, opts.kv_type)?
+            .check(0, crate::memory::available())?;
         Ok(Sequences {
             model,
             kvs: (0..n)
