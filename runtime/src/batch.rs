@@ -26,7 +26,8 @@ pub struct Sequences<'m> {
 
 impl<'m> Sequences<'m> {
     /// `n` empty sequences on `model`; `opts.ctx_size` is each sequence's context (0: the
-    /// model's) and `opts.max_batch` the most tokens one [`Sequences::eval`] takes in all.
+    /// model's) and `opts.max_batch` the most tokens one [`Sequences::eval`] takes in all (at
+    /// most `n` whole contexts).
     pub fn new(model: &'m Model, n: usize, opts: SessionOptions) -> Result<Self> {
         let c = model.config();
         let ctx_size = if opts.ctx_size == 0 {
@@ -43,17 +44,18 @@ impl<'m> Sequences<'m> {
         // of the scratch, with checked arithmetic, before allocating any of them.
         crate::memory::SessionMemory::slots(c, n, ctx_size, opts.max_batch, opts.kv_type)?
             .check(0, crate::memory::available())?;
+        let max_batch = crate::memory::slots_batch(n, ctx_size, opts.max_batch);
         Ok(Sequences {
             model,
             kvs: (0..n)
                 .map(|_| KvCache::new(opts.kv_type, c.n_layers, ctx_size, c.kv_dim()))
                 .collect(),
             positions: vec![0; n],
-            state: State::new(c, opts.max_batch, ctx_size),
+            state: State::new(c, max_batch, ctx_size),
             logits: vec![0.0; n * c.vocab_size],
             has_logits: vec![false; n],
             batch: Vec::with_capacity(n),
-            ids: Vec::with_capacity(opts.max_batch),
+            ids: Vec::with_capacity(max_batch),
         })
     }
 

@@ -60,7 +60,13 @@ impl SessionMemory {
         max_batch: usize,
         kv_type: KvType,
     ) -> Result<Self> {
-        Self::count(c, slots, ctx_size, max_batch, kv_type)
+        Self::count(
+            c,
+            slots,
+            ctx_size,
+            slots_batch(slots, ctx_size, max_batch),
+            kv_type,
+        )
     }
 
     fn count(c: &Config, slots: usize, ctx_size: usize, b: usize, kv_type: KvType) -> Result<Self> {
@@ -157,6 +163,12 @@ impl SessionMemory {
             largest: self.largest_context(available.saturating_sub(other)),
         })
     }
+}
+
+/// The batch `slots` sequences of `ctx_size` positions can use at most, of the `max_batch`
+/// asked for: one evaluation takes at most every sequence's whole context.
+pub fn slots_batch(slots: usize, ctx_size: usize, max_batch: usize) -> usize {
+    max_batch.min(slots.saturating_mul(ctx_size.max(1)))
 }
 
 /// Bytes of memory this process can still use without swapping: on Linux `MemAvailable` of
