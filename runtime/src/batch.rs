@@ -26,7 +26,8 @@ pub struct Sequences<'m> {
 
 impl<'m> Sequences<'m> {
     /// `n` empty sequences on `model`; `opts.ctx_size` is each sequence's context (0: the
-    /// model's) and `opts.max_batch` the most tokens one [`Sequences::eval`] takes in all.
+    /// model's) and `opts.max_batch` the most tokens one [`Sequences::eval`] takes in all (at
+    /// most `n` whole contexts).
     pub fn new(model: &'m Model, n: usize, opts: SessionOptions) -> Result<Self> {
         let c = model.config();
         let ctx_size = if opts.ctx_size == 0 {
@@ -39,29 +40,22 @@ impl<'m> Sequences<'m> {
                 "at least one sequence and a batch of at least one token are needed".into(),
             ));
         }
-        let kv_values = [n, c.n_layers, ctx_size, c.kv_dim(), 2 * 4]
-            .into_iter()
-            .try_fold(1usize, usize::checked_mul);
-        let logit_values = n.checked_mul(c.vocab_size);
-        if kv_values.is_none()
-            || logit_values.is_none()
-            || ctx_size.checked_mul(c.n_heads.max(c.rope_dim)).is_none()
-        {
-            return Err(Error::BadOption(format!(
-                "{n} sequences of {ctx_size} positions are too many for this model"
-            )));
-        }
+        // Sizes come from the command line or the file: count the bytes of every cache and
+        // of the scratch, with checked arithmetic, before allocating any of them.
+        crate::memory::SessionMemory::slots(c, n, ctx_size, opts.max_batch, opts.kv_type)?
+            .check(0, crate::memory::available())?;
+        let max_batch = crate::memory::slots_batch(n, ctx_size, opts.max_batch);
         Ok(Sequences {
             model,
             kvs: (0..n)
                 .map(|_| KvCache::new(opts.kv_type, c.n_layers, ctx_size, c.kv_dim()))
                 .collect(),
             positions: vec![0; n],
-            state: State::new(c, opts.max_batch, ctx_size),
+            state: State::new(c, max_batch, ctx_size),
             logits: vec![0.0; n * c.vocab_size],
             has_logits: vec![false; n],
             batch: Vec::with_capacity(n),
-            ids: Vec::with_capacity(opts.max_batch),
+            ids: Vec::with_capacity(max_batch),
         })
     }
 

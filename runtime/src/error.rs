@@ -111,24 +111,29 @@ pub enum Error {
         /// The session's context size.
         ctx_size: usize,
     },
-    /// A session does not fit in the memory available.
+    /// A session (or a set of sequences) does not fit in the memory available.
     #[error(
-        "a context of {ctx_size} tokens needs {} of memory{}, but {} is available; the largest context that fits is {largest} tokens",
+        "{} {ctx_size} tokens need{} {} of memory{}, but {} is available; the largest context {}that fits is {largest} tokens",
+        if *slots == 1 { "a context of".to_string() } else { format!("{slots} sequences of") },
+        if *slots == 1 { "s" } else { "" },
         crate::memory::human_bytes(*needed),
         if *other > 0 { format!(" (with {} for the repacked weights)", crate::memory::human_bytes(*other)) } else { String::new() },
-        crate::memory::human_bytes(*available)
+        crate::memory::human_bytes(*available),
+        if *slots == 1 { String::new() } else { format!("per sequence at {slots} sequences ") }
     )]
     OutOfMemory {
-        /// The context asked for.
+        /// Sequences, each with a context of `ctx_size` (1 for a session).
+        slots: u64,
+        /// The context asked for (of each sequence).
         ctx_size: u64,
-        /// Bytes it needs: KV cache, scratch and `other`.
+        /// Bytes it needs: KV caches, scratch and `other`.
         needed: u64,
-        /// Bytes needed besides the session's (the repacked weights when checked before
+        /// Bytes needed besides the sequences' (the repacked weights when checked before
         /// loading).
         other: u64,
         /// Bytes available.
         available: u64,
-        /// The largest context that fits.
+        /// The largest context (of each sequence) that fits.
         largest: u64,
     },
     /// A session option is impossible (zero sizes, a context larger than the model's).

@@ -28,10 +28,13 @@ const ATTN_TOKENS: u64 = 16;
 /// the part that does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionMemory {
-    /// Positions of the context.
+    /// Sequences, each with its own KV cache of `ctx_size` positions (1 for a
+    /// [`crate::Session`]; a server's slots for [`crate::batch::Sequences`]).
+    pub slots: u64,
+    /// Positions of each sequence's context.
     pub ctx_size: u64,
-    /// Bytes per position: the KV cache's keys and values of every layer, the attention score
-    /// rows and the RoPE table.
+    /// Bytes per position of the context: the KV caches' keys and values of every layer (of
+    /// every sequence), the attention score rows and the RoPE table.
     pub per_position: u64,
     /// Bytes that do not depend on the context: batch activations, matmul scratch, logits.
     pub fixed: u64,
@@ -43,10 +46,40 @@ impl SessionMemory {
     /// does not fit a `u64` (a context or a dimension from the file that large cannot be
     /// allocated anyway).
     pub fn new(c: &Config, ctx_size: usize, max_batch: usize, kv_type: KvType) -> Result<Self> {
+        // A session evaluates at most its context at once.
+        Self::count(c, 1, ctx_size, max_batch.min(ctx_size.max(1)), kv_type)
+    }
+
+    /// The memory of [`crate::batch::Sequences`]: `slots` sequences of `ctx_size` positions
+    /// each (a KV cache and last logits per sequence) sharing one scratch state for batches of
+    /// up to `max_batch` tokens in all.
+    pub fn slots(
+        c: &Config,
+        slots: usize,
+        ctx_size: usize,
+        max_batch: usize,
+        kv_type: KvType,
+    ) -> Result<Self> {
+        Self::count(
+            c,
+            slots,
+            ctx_size,
+            slots_batch(slots, ctx_size, max_batch),
+            kv_type,
+        )
+    }
+
+    fn count(c: &Config, slots: usize, ctx_size: usize, b: usize, kv_type: KvType) -> Result<Self> {
         let too_large = || {
-            Error::BadOption(format!(
-                "a context of {ctx_size} tokens is too large for this model: its size in bytes overflows"
-            ))
+            Error::BadOption(if slots == 1 {
+                format!(
+                    "a context of {ctx_size} tokens is too large for this model: its size in bytes overflows"
+                )
+            } else {
+                format!(
+                    "{slots} sequences of {ctx_size} tokens are too many for this model: their size in bytes overflows"
+                )
+            })
         };
         let mul = |xs: &[usize]| -> Option<u64> {
             xs.iter()
@@ -60,28 +93,30 @@ impl SessionMemory {
             KvType::F32 => 4,
         };
         let kv_dim = c.n_kv_heads.checked_mul(c.head_dim).ok_or_else(too_large)?;
-        // Keys and values of every layer; ATTN_TOKENS score rows per head; cos and sin of
-        // rope_dim / 2 pairs.
+        // Keys and values of every layer of every sequence; ATTN_TOKENS score rows per head;
+        // cos and sin of rope_dim / 2 pairs (the last two shared by the sequences).
         let per_position = sum(&[
-            mul(&[2, c.n_layers, kv_dim, elem]),
+            mul(&[slots, 2, c.n_layers, kv_dim, elem]),
             mul(&[c.n_heads, ATTN_TOKENS as usize, 4]),
             mul(&[c.rope_dim, 4]),
         ])
         .ok_or_else(too_large)?;
-        let b = max_batch.min(ctx_size.max(1));
         let max_cols = c.dim.max(c.ffn_dim);
         let max_rows = max_cols.max(c.vocab_size);
         // f32 buffers of the state: x, xb, q, attn ([b][dim]), k, v ([b][kv_dim]), gate, up
-        // ([b][ffn]), logits ([b][vocab]) and the session's last logits ([vocab]); the matmul
-        // scratch: quantized activations (under 4 bytes per value in every format, for the
-        // main and the two side scratches) and output tiles ([b][max_rows]).
+        // ([b][ffn]), logits ([b][vocab]) and each sequence's last logits ([vocab]); the
+        // matmul scratch: quantized activations (under 4 bytes per value in every format, for
+        // the main and the two side scratches) and output tiles ([b][max_rows]); a sequence's
+        // bookkeeping (its cache's header, position, flags: under 128 bytes).
         let fixed = sum(&[
             mul(&[4, b, c.dim, 4]),
             mul(&[2, b, kv_dim, 4]),
             mul(&[2, b, c.ffn_dim, 4]),
-            mul(&[b + 1, c.vocab_size, 4]),
-            mul(&[b + 2, max_cols, 4]),
+            b.checked_add(slots)
+                .and_then(|rows| mul(&[rows, c.vocab_size, 4])),
+            b.checked_add(2).and_then(|rows| mul(&[rows, max_cols, 4])),
             mul(&[b, max_rows, 4]),
+            mul(&[slots, 128]),
         ])
         .ok_or_else(too_large)?;
         let ctx_size = u64::try_from(ctx_size).map_err(|_| too_large())?;
@@ -91,6 +126,7 @@ impl SessionMemory {
             .and_then(|x| x.checked_add(fixed))
             .ok_or_else(too_large)?;
         Ok(SessionMemory {
+            slots: slots as u64,
             ctx_size,
             per_position,
             fixed,
@@ -119,6 +155,7 @@ impl SessionMemory {
             return Ok(());
         }
         Err(Error::OutOfMemory {
+            slots: self.slots,
             ctx_size: self.ctx_size,
             needed,
             other,
@@ -126,6 +163,12 @@ impl SessionMemory {
             largest: self.largest_context(available.saturating_sub(other)),
         })
     }
+}
+
+/// The batch `slots` sequences of `ctx_size` positions can use at most, of the `max_batch`
+/// asked for: one evaluation takes at most every sequence's whole context.
+pub fn slots_batch(slots: usize, ctx_size: usize, max_batch: usize) -> usize {
+    max_batch.min(slots.saturating_mul(ctx_size.max(1)))
 }
 
 /// Bytes of memory this process can still use without swapping: on Linux `MemAvailable` of
@@ -172,6 +215,30 @@ fn cgroup_room(max: Option<String>, current: Option<String>) -> Option<u64> {
 /// the file's header and tensor table, so a context that cannot fit is refused at once rather
 /// than after the seconds of loading a large model.
 pub fn check_file(path: &Path, kernels: &Kernels, opts: &SessionOptions) -> Result<()> {
+    check_file_with(path, kernels, opts, |c, ctx| {
+        SessionMemory::new(c, ctx, opts.max_batch, opts.kv_type)
+    })
+}
+
+/// [`check_file`] for `slots` sequences of `opts.ctx_size` positions each sharing batches of
+/// `opts.max_batch` tokens (a server's [`crate::batch::Sequences`]).
+pub fn check_file_slots(
+    path: &Path,
+    kernels: &Kernels,
+    slots: usize,
+    opts: &SessionOptions,
+) -> Result<()> {
+    check_file_with(path, kernels, opts, |c, ctx| {
+        SessionMemory::slots(c, slots, ctx, opts.max_batch, opts.kv_type)
+    })
+}
+
+fn check_file_with(
+    path: &Path,
+    kernels: &Kernels,
+    opts: &SessionOptions,
+    memory: impl FnOnce(&Config, usize) -> Result<SessionMemory>,
+) -> Result<()> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -193,7 +260,7 @@ pub fn check_file(path: &Path, kernels: &Kernels, opts: &SessionOptions) -> Resu
     } else {
         opts.ctx_size
     };
-    SessionMemory::new(&config, ctx_size, opts.max_batch, opts.kv_type)?.check(repack, available())
+    memory(&config, ctx_size)?.check(repack, available())
 }
 
 /// `bytes` for people: `1.50 GiB`, `12.0 MiB`, `512 bytes`.
@@ -274,6 +341,51 @@ mod tests {
             .check(0, Some(available))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn slots_count_a_cache_and_logits_per_sequence_and_share_the_scratch() {
+        let c = tinyllama();
+        let one = SessionMemory::new(&c, 200_000, 512, KvType::F16).unwrap();
+        assert_eq!(
+            SessionMemory::slots(&c, 1, 200_000, 512, KvType::F16).unwrap(),
+            one
+        );
+        let four = SessionMemory::slots(&c, 4, 200_000, 512, KvType::F16).unwrap();
+        let kv = 2 * 22 * 256 * 2;
+        assert_eq!(four.per_position - one.per_position, 3 * kv);
+        assert_eq!(four.fixed - one.fixed, 3 * (32000 * 4 + 128));
+        // Each slot has its own cache (90% of a position here), the score rows and RoPE table
+        // are shared: at 4 slots the largest context per slot is between a quarter and a
+        // third of one session's.
+        let available = 8 << 30;
+        let err = four.check(0, Some(available)).unwrap_err();
+        let Error::OutOfMemory { slots, largest, .. } = &err else {
+            panic!("{err}")
+        };
+        let (slots, largest) = (*slots, *largest);
+        assert_eq!(slots, 4);
+        let alone = one.largest_context(available);
+        assert!(
+            alone / 4 < largest && largest < alone / 3,
+            "{largest} {alone}"
+        );
+        let fits = SessionMemory::slots(&c, 4, largest as usize, 512, KvType::F16).unwrap();
+        assert!(fits.total() <= available);
+        let over = SessionMemory::slots(&c, 4, largest as usize + 1, 512, KvType::F16).unwrap();
+        assert!(over.total() > available);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("4 sequences of 200000 tokens need "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!(
+                "per sequence at 4 sequences that fits is {largest} tokens"
+            )),
+            "{msg}"
+        );
+        assert!(SessionMemory::slots(&c, usize::MAX / 2, 2, 1, KvType::F16).is_err());
     }
 
     #[test]

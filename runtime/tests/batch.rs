@@ -90,3 +90,23 @@ fn sequences_batched_together_get_the_logits_each_gets_alone_q8_0() {
 fn sequences_batched_together_get_the_logits_each_gets_alone_f32() {
     check("f32");
 }
+
+#[test]
+fn a_batch_larger_than_every_context_together_is_cut_to_them_not_allocated() {
+    let dir = TempDir::new("batch-huge");
+    let file = dir.join("s.gguf");
+    convert("stories260k", "q8_0", &file);
+    let model = Model::load(&file).unwrap();
+    let opts = SessionOptions {
+        ctx_size: 16,
+        max_batch: usize::MAX / 2,
+        kv_type: KvType::F16,
+    };
+    // Scratch for usize::MAX / 2 tokens would overflow or fail the memory check.
+    let mut seqs = Sequences::new(&model, 3, opts).unwrap();
+    assert_eq!(seqs.max_batch(), 48);
+    let full = [1u32; 16];
+    let work: Vec<(usize, &[u32])> = (0..3).map(|i| (i, &full[..])).collect();
+    seqs.eval(&work).unwrap();
+    assert!((0..3).all(|i| seqs.position(i) == 16 && !seqs.logits(i).is_empty()));
+}

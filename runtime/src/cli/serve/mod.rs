@@ -104,6 +104,12 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
     if args.parallel == 0 {
         bail!("--parallel must be at least 1");
     }
+    let opts = SessionOptions {
+        max_batch: args.model.batch_size.max(args.parallel),
+        ..args.model.session_options()
+    };
+    // Refuse slots that cannot fit before binding the port and loading the model.
+    check_slots_fit(args, kernels, &opts)?;
     let pool = args.model.thread_pool()?;
     let model_name = args.alias.clone().unwrap_or_else(|| {
         args.model
@@ -120,7 +126,7 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
         api_key: args.api_key.clone(),
         model_name,
         created: unix_time(),
-        limit: (args.parallel + args.queue) as u64,
+        limit: args.parallel.saturating_add(args.queue) as u64,
         ids: AtomicU64::new(0),
     });
 
@@ -144,10 +150,6 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
     let compute = {
         let app = Arc::clone(&app);
         let path: PathBuf = args.model.model.clone();
-        let opts = SessionOptions {
-            max_batch: args.model.batch_size.max(args.parallel),
-            ..args.model.session_options()
-        };
         let (kernels, parallel) = (*kernels, args.parallel);
         std::thread::Builder::new()
             .name("cinder-compute".into())
@@ -202,6 +204,36 @@ pub fn run(args: &Args, kernels: &Kernels) -> Result<()> {
     served.context("serving")?;
     eprintln!("cinder: stopped");
     Ok(())
+}
+
+/// Errs, naming `--parallel` and `-c`, unless `args.parallel` slots of `-c` tokens each (KV
+/// caches, logits and the batch scratch of `opts`) fit in the memory available.
+fn check_slots_fit(args: &Args, kernels: &Kernels, opts: &SessionOptions) -> Result<()> {
+    match cinder::memory::check_file_slots(&args.model.model, kernels, args.parallel, opts) {
+        Err(cinder::Error::OutOfMemory {
+            slots,
+            ctx_size,
+            needed,
+            other,
+            available,
+            largest,
+        }) => {
+            let human = cinder::memory::human_bytes;
+            let repacked = if other > 0 {
+                format!(", with {} for the repacked weights", human(other))
+            } else {
+                String::new()
+            };
+            bail!(
+                "--parallel {slots} slots of -c {ctx_size} tokens need {} of memory (KV caches \
+                 and batch scratch{repacked}), but {} is available; the largest -c that fits \
+                 at --parallel {slots} is {largest} tokens",
+                human(needed),
+                human(available)
+            )
+        }
+        r => Ok(r?),
+    }
 }
 
 /// Resolves on Ctrl-C, SIGTERM, or a failed model load.
