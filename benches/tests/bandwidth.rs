@@ -14,7 +14,9 @@ fn tmp(name: &str) -> PathBuf {
 fn probe_reports_each_thread_count_and_the_bytes_a_token_reads() {
     let model = tmp("q4_0.gguf");
     let status = Command::new(env!("CARGO_BIN_EXE_synth-model"))
-        .args(["--shape", "custom", "--dim", "256", "--layers", "2", "--heads", "4"])
+        .args([
+            "--shape", "custom", "--dim", "256", "--layers", "2", "--heads", "4",
+        ])
         .args(["--ffn", "512", "--ctx", "64", "--type", "q4_0", "-o"])
         .arg(&model)
         .status()
