@@ -46,8 +46,8 @@ impl SessionMemory {
     /// does not fit a `u64` (a context or a dimension from the file that large cannot be
     /// allocated anyway).
     pub fn new(c: &Config, ctx_size: usize, max_batch: usize, kv_type: KvType) -> Result<Self> {
-        // A session evaluates at most its context at once.
-        Self::count(c, 1, ctx_size, max_batch.min(ctx_size.max(1)), kv_type)
+        // A session is one slot: it evaluates at most its context at once.
+        Self::slots(c, 1, ctx_size, max_batch, kv_type)
     }
 
     /// The memory of [`crate::batch::Sequences`]: `slots` sequences of `ctx_size` positions
@@ -60,16 +60,7 @@ impl SessionMemory {
         max_batch: usize,
         kv_type: KvType,
     ) -> Result<Self> {
-        Self::count(
-            c,
-            slots,
-            ctx_size,
-            slots_batch(slots, ctx_size, max_batch),
-            kv_type,
-        )
-    }
-
-    fn count(c: &Config, slots: usize, ctx_size: usize, b: usize, kv_type: KvType) -> Result<Self> {
+        let b = slots_batch(slots, ctx_size, max_batch);
         let too_large = || {
             Error::BadOption(if slots == 1 {
                 format!(
@@ -215,9 +206,7 @@ fn cgroup_room(max: Option<String>, current: Option<String>) -> Option<u64> {
 /// the file's header and tensor table, so a context that cannot fit is refused at once rather
 /// than after the seconds of loading a large model.
 pub fn check_file(path: &Path, kernels: &Kernels, opts: &SessionOptions) -> Result<()> {
-    check_file_with(path, kernels, opts, |c, ctx| {
-        SessionMemory::new(c, ctx, opts.max_batch, opts.kv_type)
-    })
+    check_file_slots(path, kernels, 1, opts)
 }
 
 /// [`check_file`] for `slots` sequences of `opts.ctx_size` positions each sharing batches of
@@ -227,17 +216,6 @@ pub fn check_file_slots(
     kernels: &Kernels,
     slots: usize,
     opts: &SessionOptions,
-) -> Result<()> {
-    check_file_with(path, kernels, opts, |c, ctx| {
-        SessionMemory::slots(c, slots, ctx, opts.max_batch, opts.kv_type)
-    })
-}
-
-fn check_file_with(
-    path: &Path,
-    kernels: &Kernels,
-    opts: &SessionOptions,
-    memory: impl FnOnce(&Config, usize) -> Result<SessionMemory>,
 ) -> Result<()> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
@@ -260,7 +238,8 @@ fn check_file_with(
     } else {
         opts.ctx_size
     };
-    memory(&config, ctx_size)?.check(repack, available())
+    SessionMemory::slots(&config, slots, ctx_size, opts.max_batch, opts.kv_type)?
+        .check(repack, available())
 }
 
 /// `bytes` for people: `1.50 GiB`, `12.0 MiB`, `512 bytes`.
