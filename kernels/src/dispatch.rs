@@ -20,6 +20,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// [`Isa::Avx2`] plus AVX-VNNI (VEX `vpdpbusd`: Intel Core since Alder Lake, AMD Zen 5).
+    AvxVnni,
     /// x86-64 AVX-512 F/BW/VL (+ AVX2, FMA, F16C).
     Avx512,
     /// [`Isa::Avx512`] plus AVX512-VNNI (`vpdpbusd`).
@@ -34,9 +36,10 @@ pub enum Isa {
 
 impl Isa {
     /// Every Isa, weakest first within each architecture.
-    pub const ALL: [Isa; 7] = [
+    pub const ALL: [Isa; 8] = [
         Isa::Scalar,
         Isa::Avx2,
+        Isa::AvxVnni,
         Isa::Avx512,
         Isa::Avx512Vnni,
         Isa::Neon,
@@ -49,6 +52,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
@@ -67,7 +71,7 @@ impl fmt::Display for Isa {
 /// Why a kernel set could not be chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelsError {
-    /// The name is not one of `scalar|avx2|avx512|avx512vnni|neon|dotprod|i8mm`.
+    /// The name is not one of `scalar|avx2|avxvnni|avx512|avx512vnni|neon|dotprod|i8mm`.
     UnknownIsa(String),
     /// This CPU (or this build's architecture) cannot run the requested Isa.
     Unsupported(Isa),
@@ -78,7 +82,7 @@ impl fmt::Display for KernelsError {
         match self {
             KernelsError::UnknownIsa(s) => write!(
                 f,
-                "unknown kernel set {s:?} (expected scalar|avx2|avx512|avx512vnni|neon|dotprod|i8mm)"
+                "unknown kernel set {s:?} (expected scalar|avx2|avxvnni|avx512|avx512vnni|neon|dotprod|i8mm)"
             ),
             KernelsError::Unsupported(isa) => {
                 let avail: Vec<_> = Kernels::available().iter().map(|i| i.name()).collect();
@@ -115,6 +119,7 @@ pub fn cpu_features() -> Vec<(&'static str, bool)> {
             ("avx2", is_x86_feature_detected!("avx2")),
             ("fma", is_x86_feature_detected!("fma")),
             ("f16c", is_x86_feature_detected!("f16c")),
+            ("avxvnni", is_x86_feature_detected!("avxvnni")),
             ("avx512f", is_x86_feature_detected!("avx512f")),
             ("avx512bw", is_x86_feature_detected!("avx512bw")),
             ("avx512vl", is_x86_feature_detected!("avx512vl")),
@@ -144,6 +149,8 @@ fn supported(isa: Isa) -> bool {
         Isa::Scalar => true,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => crate::x86::has_avx2(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni => crate::x86::has_avxvnni(),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => crate::x86::has_avx512(),
         #[cfg(target_arch = "x86_64")]
@@ -231,7 +238,9 @@ impl Kernels {
         }
         Some(match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => table_from!(Isa::Avx2, crate::x86::avx2),
+            Isa::Avx2 => table_from!(Isa::Avx2, crate::x86::avx2::plain),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => table_from!(Isa::AvxVnni, crate::x86::avx2::avxvnni),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => table_from!(Isa::Avx512, crate::x86::avx512::plain),
             #[cfg(target_arch = "x86_64")]
@@ -274,7 +283,7 @@ impl Kernels {
         }
     }
 
-    /// The kernels named `name` (`scalar|avx2|avx512|avx512vnni|neon|dotprod|i8mm`), or an error.
+    /// The kernels named `name` (`scalar|avx2|avxvnni|avx512|avx512vnni|neon|dotprod|i8mm`), or an error.
     pub fn from_name(name: &str) -> Result<Self, KernelsError> {
         let isa: Isa = name.parse()?;
         Self::new(isa).ok_or(KernelsError::Unsupported(isa))
@@ -555,7 +564,10 @@ impl Kernels {
     /// aarch64 sets have Q4_0/Q8_0 strip kernels but their k-quant strip gemms are still the
     /// scalar twins, so (the choice being one for every type) they keep the plain rows.
     pub fn prefers_strips(&self) -> bool {
-        matches!(self.isa, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni)
+        matches!(
+            self.isa,
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni
+        )
     }
 
     /// Whether one activation column (generation) against a repacked matrix of type `ty` is
@@ -566,7 +578,10 @@ impl Kernels {
         use cinder_quant::GgmlType as T;
         match ty {
             T::Q6_K => matches!(self.isa, Isa::Avx512 | Isa::Avx512Vnni),
-            T::Q5_K => matches!(self.isa, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni),
+            T::Q5_K => matches!(
+            self.isa,
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni
+        ),
             _ => false,
         }
     }

@@ -604,7 +604,10 @@ fn unsupported_isa_is_an_error_never_a_fallback() {
     assert!(
         avail
             .iter()
-            .all(|i| !matches!(i, Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni))
+            .all(|i| !matches!(
+                i,
+                Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni
+            ))
     );
 }
 
@@ -626,6 +629,7 @@ fn available_matches_cpu_features() {
     let avx512 = avx2 && f["avx512f"] && f["avx512bw"] && f["avx512vl"];
     let avail = Kernels::available();
     assert_eq!(avail.contains(&Isa::Avx2), avx2);
+    assert_eq!(avail.contains(&Isa::AvxVnni), avx2 && f["avxvnni"]);
     assert_eq!(avail.contains(&Isa::Avx512), avx512);
     assert_eq!(avail.contains(&Isa::Avx512Vnni), avx512 && f["avx512vnni"]);
 }

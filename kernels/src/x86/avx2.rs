@@ -1,5 +1,7 @@
-//! AVX2 + FMA + F16C kernels (256-bit). The `*_body` functions are `#[inline(always)]` and
-//! shared with `avx512`, where they are compiled under the AVX-512 feature set.
+//! AVX2 + FMA + F16C kernels (256-bit), in two flavours with the same kernel names: [`plain`]
+//! (the `avx2` set) and [`avxvnni`] (plus AVX-VNNI's VEX `vpdpbusd`, the `avxvnni` set). The
+//! `*_body` functions are `#[inline(always)]` and shared with `avx512`, where they are compiled
+//! under the AVX-512 feature set.
 //!
 //! Integer parts are exact for every input byte, including -128 activations: 4-bit and 6-bit
 //! weights are unsigned when multiplied (`maddubs` of values <= 63 by i8 cannot saturate), the
@@ -11,40 +13,54 @@ use cinder_quant::block::*;
 use cinder_quant::dtype::QK_K;
 use half::f16;
 
+use super::vnni::{EVEX, NONE, VEX};
 use super::{f16_to_f32, f32_to_f16, hsum_epi32, hsum_ps};
 use crate::scalar;
 
-kernels! { "avx2,fma,f16c";
-    unsafe quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) = quantize_row_q8_0_body;
-    unsafe quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) = quantize_row_q8_1_body;
-    unsafe quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8_K]) = quantize_row_q8_k_body;
-    unsafe vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 = vec_dot_q4_0_q8_0_body::<false>;
-    unsafe vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 = vec_dot_q8_0_q8_0_body::<false>;
-    unsafe vec_dot_q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q4_k_q8_k_body::<false>;
-    unsafe vec_dot_q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q6_k_q8_k_body::<false>;
-    unsafe vec_dot_f16_f32(x: &[f16], y: &[f32]) -> f32 = vec_dot_f16_f32_body;
-    unsafe vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = vec_dot_f32_f32_body;
-    unsafe gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = gemm_body::<Q4_0Tile<false>, 4, 3>;
-    unsafe gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = gemm_body::<Q8_0Tile<false>, 4, 3>;
-    unsafe gemm_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = gemm_q4_k_q8_k_body::<false>;
-    unsafe dequantize_row_q4_0(x: &[BlockQ4_0], y: &mut [f32]) = dequantize_row_q4_0_body;
-    unsafe dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = dequantize_row_q8_0_body;
-    unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = dequantize_row_q6_k_body;
-    unsafe dequantize_row_f16(x: &[f16], y: &mut [f32]) = dequantize_row_f16_body;
-    unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = gemm_nn_body::<f16>;
-    unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = gemm_nn_body::<f32>;
-    unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_body::<super::avx2_strips::Q4_0>;
-    unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_body::<super::avx2_strips::Q8_0>;
-    unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_k_body::<super::avx2_strips::Q4K<crate::repack::BlockQ4_Kx16>, _>;
-    unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_k_body::<super::avx2_strips::Q4K<crate::repack::BlockQ5_Kx16>, _>;
-    unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::avx2_strips::strips_k_body::<super::avx2_strips::Q6K, _>;
-    unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = vec_dot_q5_0_q8_0_body::<false>;
-    unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = vec_dot_q4_1_q8_1_body::<false>;
-    unsafe vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 = vec_dot_q5_1_q8_1_body::<false>;
-    unsafe vec_dot_q2_k_q8_k(x: &[BlockQ2_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q2_k_q8_k_body::<false>;
-    unsafe vec_dot_q3_k_q8_k(x: &[BlockQ3_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q3_k_q8_k_body::<false>;
-    unsafe vec_dot_q5_k_q8_k(x: &[BlockQ5_K], y: &[BlockQ8_K]) -> f32 = vec_dot_q5_k_q8_k_body::<false>;
+macro_rules! avx2_flavour {
+    ($m:ident, $feat:literal, $vnni:path) => {
+        #[doc = concat!("256-bit kernels compiled for `", $feat, "`.")]
+        pub(crate) mod $m {
+            use cinder_quant::block::*;
+            use half::f16;
+
+            kernels! { $feat;
+                unsafe quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) = super::quantize_row_q8_0_body;
+                unsafe quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) = super::quantize_row_q8_1_body;
+                unsafe quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8_K]) = super::quantize_row_q8_k_body;
+                unsafe vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q4_0_q8_0_body::<{ $vnni }>;
+                unsafe vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q8_0_q8_0_body::<{ $vnni }>;
+                unsafe vec_dot_q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q4_k_q8_k_body::<{ $vnni }>;
+                unsafe vec_dot_q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q6_k_q8_k_body::<{ $vnni }>;
+                unsafe vec_dot_f16_f32(x: &[f16], y: &[f32]) -> f32 = super::vec_dot_f16_f32_body;
+                unsafe vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = super::vec_dot_f32_f32_body;
+                unsafe gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_body::<super::Q4_0Tile<{ $vnni }>, 4, 3>;
+                unsafe gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_body::<super::Q8_0Tile<{ $vnni }>, 4, 3>;
+                unsafe gemm_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q4_k_q8_k_body::<{ $vnni }>;
+                unsafe dequantize_row_q4_0(x: &[BlockQ4_0], y: &mut [f32]) = super::dequantize_row_q4_0_body;
+                unsafe dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = super::dequantize_row_q8_0_body;
+                unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = super::dequantize_row_q6_k_body;
+                unsafe dequantize_row_f16(x: &[f16], y: &mut [f32]) = super::dequantize_row_f16_body;
+                unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f16>;
+                unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
+                unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_body::<crate::x86::avx2_strips::Q4_0, { $vnni }>;
+                unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_body::<crate::x86::avx2_strips::Q8_0, { $vnni }>;
+                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_k_body::<crate::x86::avx2_strips::Q4K<crate::repack::BlockQ4_Kx16, { $vnni }>, _>;
+                unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_k_body::<crate::x86::avx2_strips::Q4K<crate::repack::BlockQ5_Kx16, { $vnni }>, _>;
+                unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_k_body::<crate::x86::avx2_strips::Q6K<{ $vnni }>, _>;
+                unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q5_0_q8_0_body::<{ $vnni }>;
+                unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = super::vec_dot_q4_1_q8_1_body::<{ $vnni }>;
+                unsafe vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 = super::vec_dot_q5_1_q8_1_body::<{ $vnni }>;
+                unsafe vec_dot_q2_k_q8_k(x: &[BlockQ2_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q2_k_q8_k_body::<{ $vnni }>;
+                unsafe vec_dot_q3_k_q8_k(x: &[BlockQ3_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q3_k_q8_k_body::<{ $vnni }>;
+                unsafe vec_dot_q5_k_q8_k(x: &[BlockQ5_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q5_k_q8_k_body::<{ $vnni }>;
+            }
+        }
+    };
 }
+
+avx2_flavour!(plain, "avx2,fma,f16c", crate::x86::vnni::NONE);
+avx2_flavour!(avxvnni, "avx2,fma,f16c,avxvnni", crate::x86::vnni::VEX);
 
 // ---------------------------------------------------------------------------------------------
 // Activation quantizers.
@@ -198,16 +214,53 @@ pub(crate) unsafe fn quantize_row_q8_k_body(x: &[f32], y: &mut [BlockQ8_K]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// u8 x i8 dot products: the one place VNNI differs.
+// u8 x i8 dot products: the one place VNNI differs. The bodies take the VNNI kind as a const
+// parameter (`super::vnni`): none (`vpmaddubsw` + `vpmaddwd`), EVEX (AVX512-VNNI + VL, the
+// `avx512vnni` set) or VEX (AVX-VNNI, the `avxvnni` set); the last two are the same
+// instructions in two encodings, each needing its own target feature.
+
+/// `acc + sum of 4 adjacent u * s` per i32 lane (u unsigned bytes, s signed bytes), exact in
+/// every case; needs a VNNI kind other than `NONE`.
+///
+/// # Safety
+/// AVX512-VNNI + VL (`EVEX`) or AVX-VNNI (`VEX`).
+#[inline(always)]
+pub(crate) unsafe fn dpbusd<const VNNI: u8>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees the features of the encoding `VNNI` names.
+    unsafe {
+        match VNNI {
+            EVEX => _mm256_dpbusd_epi32(acc, u, s),
+            VEX => _mm256_dpbusd_avx_epi32(acc, u, s),
+            _ => unreachable!("vpdpbusd without VNNI"),
+        }
+    }
+}
+
+/// `acc + sum of 2 adjacent p * s` per i32 lane (i16 x i16), exact unless the sum wraps;
+/// needs a VNNI kind other than `NONE`.
+///
+/// # Safety
+/// As [`dpbusd`].
+#[inline(always)]
+pub(crate) unsafe fn dpwssd<const VNNI: u8>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees the features of the encoding `VNNI` names.
+    unsafe {
+        match VNNI {
+            EVEX => _mm256_dpwssd_epi32(acc, p, s),
+            VEX => _mm256_dpwssd_avx_epi32(acc, p, s),
+            _ => unreachable!("vpdpwssd without VNNI"),
+        }
+    }
+}
 
 /// `acc + sum of 4 adjacent u * s` per i32 lane (u unsigned bytes, s signed bytes), exact
 /// when each adjacent pair `u0*s0 + u1*s1` fits i16 (true for u <= 127).
 #[inline(always)]
-pub(crate) unsafe fn dot_u8i8<const VNNI: bool>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-    // SAFETY: AVX2 (and AVX512-VNNI + VL when `VNNI`) is guaranteed by the caller.
+pub(crate) unsafe fn dot_u8i8<const VNNI: u8>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    // SAFETY: AVX2 (and the VNNI kind's features) is guaranteed by the caller.
     unsafe {
-        if VNNI {
-            _mm256_dpbusd_epi32(acc, u, s)
+        if VNNI != NONE {
+            dpbusd::<VNNI>(acc, u, s)
         } else {
             let p = _mm256_maddubs_epi16(u, s);
             _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
@@ -271,9 +324,9 @@ pub(crate) trait Tile {
 }
 
 /// Q4_0 weights: `sum(q * a) - sum(8 * a)`, the second part computed once per activation.
-pub(crate) struct Q4_0Tile<const VNNI: bool>;
+pub(crate) struct Q4_0Tile<const VNNI: u8>;
 
-impl<const VNNI: bool> Tile for Q4_0Tile<VNNI> {
+impl<const VNNI: u8> Tile for Q4_0Tile<VNNI> {
     type W = BlockQ4_0;
     type Wu = __m256i;
     type Au = (__m256i, __m256i);
@@ -299,9 +352,9 @@ impl<const VNNI: bool> Tile for Q4_0Tile<VNNI> {
 }
 
 /// Q8_0 weights: signed x signed, widened to i16 (exact even for -128 x -128).
-pub(crate) struct Q8_0Tile<const VNNI: bool>;
+pub(crate) struct Q8_0Tile<const VNNI: u8>;
 
-impl<const VNNI: bool> Tile for Q8_0Tile<VNNI> {
+impl<const VNNI: u8> Tile for Q8_0Tile<VNNI> {
     type W = BlockQ8_0;
     type Wu = __m256i;
     type Au = (__m256i, __m256i);
@@ -311,7 +364,7 @@ impl<const VNNI: bool> Tile for Q8_0Tile<VNNI> {
         unsafe {
             let w = load32(&b.qs);
             // VNNI: bias the weights to unsigned (w + 128); the bias is removed in `idot`.
-            let w = if VNNI {
+            let w = if VNNI != NONE {
                 _mm256_xor_si256(w, _mm256_set1_epi8(-128))
             } else {
                 w
@@ -324,7 +377,7 @@ impl<const VNNI: bool> Tile for Q8_0Tile<VNNI> {
         // SAFETY: AVX2 + F16C guaranteed by the caller.
         unsafe {
             let a = load32(&b.qs);
-            let bias = if VNNI {
+            let bias = if VNNI != NONE {
                 // 128 * a, summed like the main product.
                 dot_u8i8::<VNNI>(_mm256_setzero_si256(), _mm256_set1_epi8(-128), a)
             } else {
@@ -337,9 +390,9 @@ impl<const VNNI: bool> Tile for Q8_0Tile<VNNI> {
     unsafe fn idot(w: __m256i, (a, bias): (__m256i, __m256i)) -> __m256i {
         // SAFETY: AVX2 (+ VNNI when enabled) guaranteed by the caller.
         unsafe {
-            if VNNI {
+            if VNNI != NONE {
                 // (w + 128) * a - 128 * a, each pair of u8*i8 products exact in i32 lanes.
-                _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a), bias)
+                _mm256_sub_epi32(dpbusd::<VNNI>(_mm256_setzero_si256(), w, a), bias)
             } else {
                 dot_i8i8(w, a)
             }
@@ -436,9 +489,9 @@ unsafe fn row_dot<T: Tile>(x: &[T::W], y: &[BlockQ8_0]) -> f32 {
 }
 
 /// # Safety
-/// AVX2 + FMA + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + FMA + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q4_0_q8_0_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q4_0_q8_0_body<const VNNI: u8>(
     x: &[BlockQ4_0],
     y: &[BlockQ8_0],
 ) -> f32 {
@@ -463,16 +516,16 @@ pub(crate) unsafe fn d_products8(dx: [f16; 8], dy: [f16; 8]) -> __m256 {
 /// Integer dot of two Q8_0 blocks as 8 i32 lanes, exact for all bytes (also -128 x -128).
 /// VNNI: `(x + 128) * y - 128 * y` with `vpdpbusd`; otherwise widened to i16 and `vpmaddwd`.
 #[inline(always)]
-pub(crate) unsafe fn idot_q8_0<const VNNI: bool>(x: &[i8; QK], y: &[i8; QK]) -> __m256i {
-    // SAFETY: AVX2 (+ AVX512-VNNI/VL when `VNNI`) guaranteed by the caller; every load reads
+pub(crate) unsafe fn idot_q8_0<const VNNI: u8>(x: &[i8; QK], y: &[i8; QK]) -> __m256i {
+    // SAFETY: AVX2 (+ the features of the VNNI kind `VNNI`) guaranteed by the caller; every load reads
     // 16 or 32 bytes inside the 32-byte arrays.
     unsafe {
-        if VNNI {
+        if VNNI != NONE {
             let bias = _mm256_set1_epi8(-128);
             let a = load32(y);
             let w = _mm256_xor_si256(load32(x), bias);
-            let p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a);
-            _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, a))
+            let p = dpbusd::<VNNI>(_mm256_setzero_si256(), w, a);
+            _mm256_sub_epi32(p, dpbusd::<VNNI>(_mm256_setzero_si256(), bias, a))
         } else {
             let half = |p: &[i8; QK], o: usize| {
                 _mm256_cvtepi8_epi16(_mm_loadu_si128(p.as_ptr().add(o).cast()))
@@ -489,9 +542,9 @@ pub(crate) unsafe fn idot_q8_0<const VNNI: bool>(x: &[i8; QK], y: &[i8; QK]) -> 
 /// integer lanes scaled into one of 4 float accumulators (no per-block horizontal sum).
 ///
 /// # Safety
-/// AVX2 + FMA + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + FMA + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q8_0_q8_0_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q8_0_q8_0_body<const VNNI: u8>(
     x: &[BlockQ8_0],
     y: &[BlockQ8_0],
 ) -> f32 {
@@ -544,11 +597,11 @@ pub(crate) fn scales_mins_k4_words(s: &[u8; 12]) -> (u64, u64) {
 
 /// `acc + sum of adjacent pairs p * s` (i16 x i16 -> i32), `vpdpwssd` with VNNI.
 #[inline(always)]
-unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
-    // SAFETY: AVX2 (+ AVX512-VNNI/VL when `VNNI`) guaranteed by the caller.
+unsafe fn madd_acc<const VNNI: u8>(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+    // SAFETY: AVX2 (+ the features of the VNNI kind `VNNI`) guaranteed by the caller.
     unsafe {
-        if VNNI {
-            _mm256_dpwssd_epi32(acc, p, s)
+        if VNNI != NONE {
+            dpwssd::<VNNI>(acc, p, s)
         } else {
             _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
         }
@@ -560,9 +613,9 @@ unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, p: __m256i, s: __m256i) -> __
 /// broadcast by `pshufb`, mins against pair-summed `bsums` in one `pmaddwd`.
 ///
 /// # Safety
-/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q4_k_q8_k_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q4_k_q8_k_body<const VNNI: u8>(
     x: &[BlockQ4_K],
     y: &[BlockQ8_K],
 ) -> f32 {
@@ -626,7 +679,7 @@ pub(crate) unsafe fn vec_dot_q4_k_q8_k_body<const VNNI: bool>(
 /// As [`vec_dot_q4_k_q8_k_body`]; `w` and `a` hold whole rows of `nb` blocks and `out` every
 /// `c * ldo + r`.
 #[inline(always)]
-pub(crate) unsafe fn gemm_q4_k_q8_k_body<const VNNI: bool>(
+pub(crate) unsafe fn gemm_q4_k_q8_k_body<const VNNI: u8>(
     w: &[BlockQ4_K],
     a: &[BlockQ8_K],
     nb: usize,
@@ -667,9 +720,9 @@ unsafe fn unpack_q6_half(ql: *const u8, qh: *const u8) -> [__m256i; 4] {
 }
 
 /// # Safety
-/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q6_k_q8_k_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q6_k_q8_k_body<const VNNI: u8>(
     x: &[BlockQ6_K],
     y: &[BlockQ8_K],
 ) -> f32 {
@@ -709,15 +762,15 @@ pub(crate) unsafe fn vec_dot_q6_k_q8_k_body<const VNNI: bool>(
                         g + 1,
                         g + 1,
                     );
-                    let sc = if VNNI {
-                        // AVX512-BW/VL (part of the VNNI flavour): one word permute.
+                    let sc = if VNNI == EVEX {
+                        // AVX512-BW/VL (part of the EVEX flavour): one word permute.
                         _mm256_permutexvar_epi16(_mm256_cvtepi8_epi16(pick), sc16)
                     } else {
                         _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick))
                     };
                     let p = _mm256_maddubs_epi16(q, a);
-                    acc[k] = if VNNI {
-                        _mm256_dpwssd_epi32(acc[k], p, sc)
+                    acc[k] = if VNNI != NONE {
+                        dpwssd::<VNNI>(acc[k], p, sc)
                     } else {
                         _mm256_add_epi32(acc[k], _mm256_madd_epi16(p, sc))
                     };
@@ -766,9 +819,9 @@ unsafe fn unpack_q5(qs: &[u8; QK / 2], qh: [u8; 4]) -> __m256i {
 }
 
 /// # Safety
-/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q5_0_q8_0_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q5_0_q8_0_body<const VNNI: u8>(
     x: &[BlockQ5_0],
     y: &[BlockQ8_0],
 ) -> f32 {
@@ -791,9 +844,9 @@ pub(crate) unsafe fn vec_dot_q5_0_q8_0_body<const VNNI: bool>(
 }
 
 /// # Safety
-/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q4_1_q8_1_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q4_1_q8_1_body<const VNNI: u8>(
     x: &[BlockQ4_1],
     y: &[BlockQ8_1],
 ) -> f32 {
@@ -811,9 +864,9 @@ pub(crate) unsafe fn vec_dot_q4_1_q8_1_body<const VNNI: bool>(
 }
 
 /// # Safety
-/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q5_1_q8_1_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q5_1_q8_1_body<const VNNI: u8>(
     x: &[BlockQ5_1],
     y: &[BlockQ8_1],
 ) -> f32 {
@@ -848,9 +901,9 @@ unsafe fn two_scales(a: i32, b: i32) -> __m256i {
 }
 
 /// # Safety
-/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q2_k_q8_k_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q2_k_q8_k_body<const VNNI: u8>(
     x: &[BlockQ2_K],
     y: &[BlockQ8_K],
 ) -> f32 {
@@ -891,9 +944,9 @@ pub(crate) unsafe fn vec_dot_q2_k_q8_k_body<const VNNI: bool>(
 }
 
 /// # Safety
-/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q3_k_q8_k_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q3_k_q8_k_body<const VNNI: u8>(
     x: &[BlockQ3_K],
     y: &[BlockQ8_K],
 ) -> f32 {
@@ -937,9 +990,9 @@ pub(crate) unsafe fn vec_dot_q3_k_q8_k_body<const VNNI: bool>(
 }
 
 /// # Safety
-/// AVX2 + F16C (+ AVX512-VNNI/VL when `VNNI`); `x.len() == y.len()`.
+/// AVX2 + F16C (+ the features of the VNNI kind `VNNI`); `x.len() == y.len()`.
 #[inline(always)]
-pub(crate) unsafe fn vec_dot_q5_k_q8_k_body<const VNNI: bool>(
+pub(crate) unsafe fn vec_dot_q5_k_q8_k_body<const VNNI: u8>(
     x: &[BlockQ5_K],
     y: &[BlockQ8_K],
 ) -> f32 {

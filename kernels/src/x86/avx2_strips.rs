@@ -11,11 +11,18 @@
 //! `vpmaddwd`, against ones or directly against the per-row scales, so every integer below is
 //! exact for every input byte, and the k-quant kernels end in the scalar twins' own float
 //! expression (bit-equal to them); the Q4_0/Q8_0 kernels accumulate in their own order.
+//!
+//! The same kernels serve the `avxvnni` set: with a VNNI kind other than `NONE` (`VNNI`
+//! parameter, see [`super::vnni`]) each chain of byte products is one `vpdpbusd` per word into
+//! i32 lanes (exact for any bytes, so Q8_0 weights are not split), and a k-quant sub-block's
+//! sum meets its scale in one `vpmulld`; the integers, and so the results, are the same.
 
 use std::arch::x86_64::*;
 
 use cinder_quant::block::{BlockQ8_0, BlockQ8_K};
 
+use super::avx2::dpbusd;
+use super::vnni::NONE;
 use crate::repack::{self, BlockQ6_Kx16, Lanes, Scales16};
 use crate::x86::strips::{self, ActBlock, ActK, BlockStrips, K4Block, StripKernel};
 
@@ -103,6 +110,49 @@ unsafe fn madd_words<const N: usize, const SPLIT: bool>(
     }
 }
 
+/// `sum_t vpdpbusd(w[t], word t of qs)` in i32 lanes, in one chain or two (`SPLIT`); exact.
+///
+/// # Safety
+/// AVX2 and the features of the VNNI kind `VNNI` (not `NONE`); bytes `0 .. 4 N` at `qs`
+/// readable.
+#[inline(always)]
+unsafe fn dp_words<const N: usize, const SPLIT: bool, const VNNI: u8>(
+    w: &[__m256i; N],
+    qs: *const i8,
+) -> __m256i {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        let mut p = [_mm256_setzero_si256(); 2];
+        for (t, &w) in w.iter().enumerate() {
+            let i = if SPLIT { t & 1 } else { 0 };
+            p[i] = dpbusd::<VNNI>(p[i], w, bcast(qs, t));
+        }
+        if SPLIT {
+            _mm256_add_epi32(p[0], p[1])
+        } else {
+            p[0]
+        }
+    }
+}
+
+/// The 8 bytes at `p` sign- (`SIGNED`) or zero-extended to i32 lanes (the rows' scales for
+/// `vpmulld`).
+///
+/// # Safety
+/// AVX2; 8 readable bytes at `p`.
+#[inline(always)]
+unsafe fn scale_words<const SIGNED: bool>(p: *const u8) -> __m256i {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        let b = _mm_loadl_epi64(p.cast());
+        if SIGNED {
+            _mm256_cvtepi8_epi32(b)
+        } else {
+            _mm256_cvtepu8_epi32(b)
+        }
+    }
+}
+
 /// Stores half `h` of `RN` columns' 8-row results at `out[(c0 + c) * ldo + r0 + 8 h ..]`.
 ///
 /// # Safety
@@ -135,8 +185,9 @@ pub(crate) trait Fmt {
     /// against the 32 activation bytes at each `qs[c]`.
     ///
     /// # Safety
-    /// AVX2; `q` holds the block's groups, 32 bytes readable at each `qs[c]`.
-    unsafe fn idots<const RN: usize, const SPLIT: bool>(
+    /// AVX2 (and the features of the VNNI kind `VNNI`); `q` holds the block's groups, 32 bytes
+    /// readable at each `qs[c]`.
+    unsafe fn idots<const RN: usize, const SPLIT: bool, const VNNI: u8>(
         q: &[Lanes],
         h: usize,
         qs: [*const i8; RN],
@@ -151,7 +202,7 @@ impl Fmt for Q4_0 {
     const GROUPS: usize = repack::Q4_0_GROUPS;
     const OFFSET: i32 = 8;
     #[inline(always)]
-    unsafe fn idots<const RN: usize, const SPLIT: bool>(
+    unsafe fn idots<const RN: usize, const SPLIT: bool, const VNNI: u8>(
         q: &[Lanes],
         h: usize,
         qs: [*const i8; RN],
@@ -168,7 +219,11 @@ impl Fmt for Q4_0 {
             let ones = _mm256_set1_epi16(1);
             let mut out = [_mm256_setzero_si256(); RN];
             for (o, &qs) in out.iter_mut().zip(&qs) {
-                *o = _mm256_madd_epi16(madd_words::<8, SPLIT>(&w, qs), ones);
+                *o = if VNNI != NONE {
+                    dp_words::<8, SPLIT, VNNI>(&w, qs)
+                } else {
+                    _mm256_madd_epi16(madd_words::<8, SPLIT>(&w, qs), ones)
+                };
             }
             out
         }
@@ -176,20 +231,31 @@ impl Fmt for Q4_0 {
 }
 
 /// Q8_0 (bytes biased to unsigned, `u = w + 128`): `u = 16 hi + lo`, each nibble against the
-/// activations in its own i16 chain, four groups at a time.
+/// activations in its own i16 chain, four groups at a time; with VNNI, `u` itself in one chain.
 pub(crate) struct Q8_0;
 
 impl Fmt for Q8_0 {
     const GROUPS: usize = repack::Q8_0_GROUPS;
     const OFFSET: i32 = 128;
     #[inline(always)]
-    unsafe fn idots<const RN: usize, const SPLIT: bool>(
+    unsafe fn idots<const RN: usize, const SPLIT: bool, const VNNI: u8>(
         q: &[Lanes],
         h: usize,
         qs: [*const i8; RN],
     ) -> [__m256i; RN] {
         // SAFETY: forwarded caller guarantees.
         unsafe {
+            if VNNI != NONE {
+                let mut w = [_mm256_setzero_si256(); 8];
+                for (t, w) in w.iter_mut().enumerate() {
+                    *w = half(&q[t], h);
+                }
+                let mut out = [_mm256_setzero_si256(); RN];
+                for (o, &qs) in out.iter_mut().zip(&qs) {
+                    *o = dp_words::<8, SPLIT, VNNI>(&w, qs);
+                }
+                return out;
+            }
             let nib = _mm256_set1_epi8(0x0F);
             let (mut lo, mut hi) = ([_mm256_setzero_si256(); RN], [_mm256_setzero_si256(); RN]);
             for part in 0..2 {
@@ -215,10 +281,10 @@ impl Fmt for Q8_0 {
     }
 }
 
-/// The AVX2 column kernel of format `F`.
-pub(crate) struct Blocks<F>(std::marker::PhantomData<F>);
+/// The AVX2 column kernel of format `F` (with the VNNI kind `VNNI`).
+pub(crate) struct Blocks<F, const VNNI: u8>(std::marker::PhantomData<F>);
 
-impl<F: Fmt> StripKernel for Blocks<F> {
+impl<F: Fmt, const VNNI: u8> StripKernel for Blocks<F, VNNI> {
     type W<'a> = BlockStrips<'a>;
     type A = BlockQ8_0;
     type M = ActBlock;
@@ -260,7 +326,7 @@ impl<F: Fmt> StripKernel for Blocks<F> {
                     for (hh, acc) in acc.iter_mut().enumerate().take(halves) {
                         let h = pass + hh;
                         let dw = f16x8(w.d[k].0.as_ptr().add(HALF * h));
-                        let is = F::idots::<RN, SPLIT>(q, h, qs);
+                        let is = F::idots::<RN, SPLIT, VNNI>(q, h, qs);
                         for c in 0..RN {
                             let mb = m[c * nb + k];
                             let i = _mm256_add_epi32(is[c], _mm256_set1_epi32(mb.seed));
@@ -285,10 +351,11 @@ impl<F: Fmt> StripKernel for Blocks<F> {
 /// The Q4_0 / Q8_0 strip gemms (`Kernels::gemm_q4_0x16_q8_0` / `gemm_q8_0x16_q8_0`).
 ///
 /// # Safety
-/// AVX2 + FMA + F16C; `q.len() == d.len() * F::GROUPS`, `d.len()` and `a.len()` multiples of
-/// `nb`, `out` covers every `c * ldo + r` (indexing is checked anyway).
+/// AVX2 + FMA + F16C (and the VNNI kind's features); `q.len() == d.len() * F::GROUPS`,
+/// `d.len()` and `a.len()` multiples of `nb`, `out` covers every `c * ldo + r` (indexing is
+/// checked anyway).
 #[inline(always)]
-pub(crate) unsafe fn strips_body<F: Fmt>(
+pub(crate) unsafe fn strips_body<F: Fmt, const VNNI: u8>(
     q: &[Lanes],
     d: &[Scales16],
     a: &[BlockQ8_0],
@@ -302,7 +369,7 @@ pub(crate) unsafe fn strips_body<F: Fmt>(
         groups: F::GROUPS,
     };
     // SAFETY: forwarded caller guarantees.
-    unsafe { strips::drive::<Blocks<F>>(w, a, nb, out, ldo) }
+    unsafe { strips::drive::<Blocks<F, VNNI>>(w, a, nb, out, ldo) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,10 +380,11 @@ pub(crate) unsafe fn strips_body<F: Fmt>(
 // scalar's.
 
 /// Q4_K strips (and Q5_K strips: the same kernel with the fifth bits added to the nibbles and
-/// two i16 chains of four words per sub-block, each <= 4 * 7936), AVX2 column kernel.
-pub(crate) struct Q4K<B>(std::marker::PhantomData<B>);
+/// two i16 chains of four words per sub-block, each <= 4 * 7936), AVX2 column kernel. With
+/// VNNI: 8 `vpdpbusd` per sub-block and column, then one `vpmulld` by the rows' scales.
+pub(crate) struct Q4K<B, const VNNI: u8>(std::marker::PhantomData<B>);
 
-impl<B: K4Block + 'static> StripKernel for Q4K<B> {
+impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
     type W<'a> = &'a [B];
     type A = BlockQ8_K;
     type M = ActK;
@@ -371,7 +439,17 @@ impl<B: K4Block + 'static> StripKernel for Q4K<B> {
                                 *wv = _mm256_or_si256(*wv, _mm256_and_si256(q, fifth));
                             }
                         }
-                        let sc = scale_pairs::<false>(b.scales[s].as_ptr().add(HALF * h));
+                        let sp = b.scales[s].as_ptr().add(HALF * h);
+                        if VNNI != NONE {
+                            let sc = scale_words::<false>(sp);
+                            for (c, isum) in isum.iter_mut().enumerate() {
+                                let qs = a[c * nb + k].qs.as_ptr().add(32 * s);
+                                let p = dp_words::<8, SPLIT, VNNI>(&wv, qs);
+                                *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(p, sc));
+                            }
+                            continue;
+                        }
+                        let sc = scale_pairs::<false>(sp);
                         let [w0, w1, w2, w3, w4, w5, w6, w7] = wv;
                         for (c, isum) in isum.iter_mut().enumerate() {
                             let qs = a[c * nb + k].qs.as_ptr().add(32 * s);
@@ -394,9 +472,15 @@ impl<B: K4Block + 'static> StripKernel for Q4K<B> {
                     for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
                         let mk = &m[c * nb + k];
                         let part = |w0: i32, w1: i32| {
-                            let p0 = _mm256_maddubs_epi16(mins[0], _mm256_set1_epi32(w0));
-                            let p1 = _mm256_maddubs_epi16(mins[1], _mm256_set1_epi32(w1));
-                            _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones)
+                            let (w0, w1) = (_mm256_set1_epi32(w0), _mm256_set1_epi32(w1));
+                            if VNNI != NONE {
+                                let p = dpbusd::<VNNI>(_mm256_setzero_si256(), mins[0], w0);
+                                dpbusd::<VNNI>(p, mins[1], w1)
+                            } else {
+                                let p0 = _mm256_maddubs_epi16(mins[0], w0);
+                                let p1 = _mm256_maddubs_epi16(mins[1], w1);
+                                _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones)
+                            }
                         };
                         let msum = _mm256_add_epi32(
                             _mm256_slli_epi32(part(mk.bs[0], mk.bs[1]), 8),
@@ -426,10 +510,11 @@ impl<B: K4Block + 'static> StripKernel for Q4K<B> {
 // once per super-block: `32 * sum_g scale_g * bsums[g]`, one `vpmaddwd` per pair of groups.
 // The integer `isum` equals the scalar's, and the float step is the scalar's.
 
-/// Q6_K strips, AVX2 column kernel.
-pub(crate) struct Q6K;
+/// Q6_K strips, AVX2 column kernel. With VNNI: per group and column one chain of 4
+/// `vpdpbusd`, then one `vpmulld` by the rows' signed scales.
+pub(crate) struct Q6K<const VNNI: u8>;
 
-impl StripKernel for Q6K {
+impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
     type W<'a> = &'a [BlockQ6_Kx16];
     type A = BlockQ8_K;
     type M = ();
@@ -478,7 +563,17 @@ impl StripKernel for Q6K {
                             *wv =
                                 _mm256_or_si256(_mm256_and_si256(l, nib), _mm256_and_si256(q, hi2));
                         }
-                        let sc = scale_pairs::<true>(b.scales[g].as_ptr().add(HALF * h).cast());
+                        let sp = b.scales[g].as_ptr().add(HALF * h).cast();
+                        if VNNI != NONE {
+                            let sc = scale_words::<true>(sp);
+                            for (c, isum) in isum.iter_mut().enumerate() {
+                                let qs = a[c * nb + k].qs.as_ptr().add(16 * g);
+                                let p = dp_words::<4, SPLIT, VNNI>(&wv, qs);
+                                *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(p, sc));
+                            }
+                            continue;
+                        }
+                        let sc = scale_pairs::<true>(sp);
                         for (c, isum) in isum.iter_mut().enumerate() {
                             let qs = a[c * nb + k].qs.as_ptr().add(16 * g);
                             let p0 = madd_words::<2, false>(&[wv[0], wv[1]], qs);
@@ -529,8 +624,8 @@ impl StripKernel for Q6K {
 /// The Q4_K / Q6_K strip gemms (`Kernels::gemm_q4_kx16_q8_k` / `gemm_q6_kx16_q8_k`).
 ///
 /// # Safety
-/// AVX2 + FMA + F16C; `w.len()` and `a.len()` multiples of `nb`, `out` covers every
-/// `c * ldo + r` (indexing is checked anyway).
+/// AVX2 + FMA + F16C (and the kernel's VNNI kind's features); `w.len()` and `a.len()`
+/// multiples of `nb`, `out` covers every `c * ldo + r` (indexing is checked anyway).
 #[inline(always)]
 pub(crate) unsafe fn strips_k_body<S, P>(
     w: &[P],

@@ -9,10 +9,11 @@ use cinder_quant::block::*;
 use half::f16;
 
 use super::avx2::{self, Q4_0Tile, Q8_0Tile, load32, unpack_q4};
+use super::vnni::{EVEX, NONE};
 use super::{f16_to_f32, hsum_epi32, hsum_ps};
 
 macro_rules! avx512_flavour {
-    ($m:ident, $feat:literal, $vnni:literal) => {
+    ($m:ident, $feat:literal, $vnni:literal, $kind:path) => {
         #[doc = concat!("AVX-512 kernels compiled for `", $feat, "`.")]
         pub(crate) mod $m {
             use cinder_quant::block::*;
@@ -25,7 +26,7 @@ macro_rules! avx512_flavour {
                 unsafe quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) = avx2::quantize_row_q8_1_body;
                 unsafe quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8_K]) = avx2::quantize_row_q8_k_body;
                 unsafe vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q4_0_q8_0_body::<$vnni>;
-                unsafe vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q8_0_q8_0_body::<$vnni>;
+                unsafe vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q8_0_q8_0_body::<{ $kind }>;
                 unsafe vec_dot_q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q4_k_q8_k_body::<$vnni>;
                 unsafe vec_dot_q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q6_k_q8_k_body::<$vnni>;
                 unsafe vec_dot_f16_f32(x: &[f16], y: &[f32]) -> f32 = super::vec_dot_f16_f32_body;
@@ -44,22 +45,28 @@ macro_rules! avx512_flavour {
                 unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip<crate::repack::BlockQ5_Kx16>, $vnni>;
                 unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q6KStrip, $vnni>;
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
-                unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<$vnni>;
-                unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<$vnni>;
-                unsafe vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q5_1_q8_1_body::<$vnni>;
-                unsafe vec_dot_q2_k_q8_k(x: &[BlockQ2_K], y: &[BlockQ8_K]) -> f32 = avx2::vec_dot_q2_k_q8_k_body::<$vnni>;
-                unsafe vec_dot_q3_k_q8_k(x: &[BlockQ3_K], y: &[BlockQ8_K]) -> f32 = avx2::vec_dot_q3_k_q8_k_body::<$vnni>;
-                unsafe vec_dot_q5_k_q8_k(x: &[BlockQ5_K], y: &[BlockQ8_K]) -> f32 = avx2::vec_dot_q5_k_q8_k_body::<$vnni>;
+                unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<{ $kind }>;
+                unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<{ $kind }>;
+                unsafe vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q5_1_q8_1_body::<{ $kind }>;
+                unsafe vec_dot_q2_k_q8_k(x: &[BlockQ2_K], y: &[BlockQ8_K]) -> f32 = avx2::vec_dot_q2_k_q8_k_body::<{ $kind }>;
+                unsafe vec_dot_q3_k_q8_k(x: &[BlockQ3_K], y: &[BlockQ8_K]) -> f32 = avx2::vec_dot_q3_k_q8_k_body::<{ $kind }>;
+                unsafe vec_dot_q5_k_q8_k(x: &[BlockQ5_K], y: &[BlockQ8_K]) -> f32 = avx2::vec_dot_q5_k_q8_k_body::<{ $kind }>;
             }
         }
     };
 }
 
-avx512_flavour!(plain, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
+avx512_flavour!(
+    plain,
+    "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
+    false,
+    crate::x86::vnni::NONE
+);
 avx512_flavour!(
     vnni,
     "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    true
+    true,
+    crate::x86::vnni::EVEX
 );
 
 /// Sum of the 16 lanes of `v`.
@@ -190,7 +197,12 @@ unsafe fn vec_dot_q4_0_q8_0_body<const VNNI: bool>(x: &[BlockQ4_0], y: &[BlockQ8
             _mm512_add_ps(acc[2], acc[3]),
         ));
         if n % 2 == 1 {
-            sum += avx2::vec_dot_q4_0_q8_0_body::<VNNI>(&x[n - 1..n], &y[n - 1..n]);
+            let last = (&x[n - 1..n], &y[n - 1..n]);
+            sum += if VNNI {
+                avx2::vec_dot_q4_0_q8_0_body::<EVEX>(last.0, last.1)
+            } else {
+                avx2::vec_dot_q4_0_q8_0_body::<NONE>(last.0, last.1)
+            };
         }
         sum
     }
@@ -811,7 +823,7 @@ unsafe fn gemm_q4_0_q8_0_body<const VNNI: bool>(
         } else if VNNI {
             gemm_pairs::<Q4_0Pair, 4, 4>(w, a, nb, out, ldo)
         } else {
-            avx2::gemm_body::<Q4_0Tile<false>, 4, 4>(w, a, nb, out, ldo)
+            avx2::gemm_body::<Q4_0Tile<NONE>, 4, 4>(w, a, nb, out, ldo)
         }
     }
 }
@@ -838,7 +850,7 @@ unsafe fn gemm_q8_0_q8_0_body<const VNNI: bool>(
         } else if VNNI {
             gemm_pairs::<Q8_0Pair, 4, 4>(w, a, nb, out, ldo)
         } else {
-            avx2::gemm_body::<Q8_0Tile<false>, 4, 4>(w, a, nb, out, ldo)
+            avx2::gemm_body::<Q8_0Tile<NONE>, 4, 4>(w, a, nb, out, ldo)
         }
     }
 }
@@ -1297,7 +1309,7 @@ unsafe fn strips<S: Strip, const VNNI: bool>(
         unsafe { gemm_strips_repacked::<S>((q, d), a, nb, out, ldo) }
     } else {
         // SAFETY: forwarded caller guarantees (AVX-512 includes AVX2 + FMA + F16C).
-        unsafe { avx2_strips::strips_body::<S::Avx2>(q, d, a, nb, out, ldo) }
+        unsafe { avx2_strips::strips_body::<S::Avx2, NONE>(q, d, a, nb, out, ldo) }
     }
 }
 
@@ -1576,7 +1588,7 @@ impl StripKernel for Q6KStrip {
             if RN <= 2 {
                 // Generation: the AVX2 kernel (bit-equal) streams a Q6_K strip about twice as
                 // fast as this one, which rebuilds and multiplies every group's scale per column.
-                avx2_strips::Q6K::cols::<RN, SPLIT>(w, a, &[], nb, rc, out, ldo)
+                avx2_strips::Q6K::<NONE>::cols::<RN, SPLIT>(w, a, &[], nb, rc, out, ldo)
             } else {
                 q6_k_strip_cols::<RN, SPLIT>(w, a, nb, rc, out, ldo)
             }
@@ -1621,10 +1633,10 @@ trait KTwin {
 
 impl<B: K4Block + 'static> KTwin for Q4KStrip<B> {
     type P = B;
-    type Avx2 = avx2_strips::Q4K<B>;
+    type Avx2 = avx2_strips::Q4K<B, NONE>;
 }
 
 impl KTwin for Q6KStrip {
     type P = BlockQ6_Kx16;
-    type Avx2 = avx2_strips::Q6K;
+    type Avx2 = avx2_strips::Q6K<NONE>;
 }

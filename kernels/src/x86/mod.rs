@@ -1,4 +1,5 @@
-//! x86-64 kernels. [`avx2`] holds the 256-bit kernels and their `#[inline(always)]` bodies;
+//! x86-64 kernels. [`avx2`] holds the 256-bit kernels (without and with AVX-VNNI) and their
+//! `#[inline(always)]` bodies;
 //! [`avx512`] holds 512-bit kernels in two flavours (`plain`, `vnni`) and reuses the AVX2
 //! bodies, compiled under its own feature set, where 512-bit lanes do not help.
 //!
@@ -37,6 +38,16 @@ macro_rules! kernels {
     };
 }
 
+/// The VNNI kinds a 256-bit body is compiled for (its `const VNNI: u8` parameter).
+pub(crate) mod vnni {
+    /// No VNNI: byte products through `vpmaddubsw` and `vpmaddwd`.
+    pub(crate) const NONE: u8 = 0;
+    /// AVX512-VNNI + VL: the EVEX-encoded 256-bit `vpdpbusd` (the `avx512vnni` set).
+    pub(crate) const EVEX: u8 = 1;
+    /// AVX-VNNI: the VEX-encoded `vpdpbusd` (the `avxvnni` set: AVX2 laptops and desktops).
+    pub(crate) const VEX: u8 = 2;
+}
+
 pub(crate) mod avx2;
 pub(crate) mod avx2_strips;
 pub(crate) mod avx512;
@@ -50,6 +61,11 @@ pub(crate) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c")
+}
+
+/// [`has_avx2`] + AVX-VNNI.
+pub(crate) fn has_avxvnni() -> bool {
+    has_avx2() && is_x86_feature_detected!("avxvnni")
 }
 
 /// [`has_avx2`] + AVX-512 F, BW, VL.

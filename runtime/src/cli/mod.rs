@@ -39,7 +39,7 @@ Models: cinder runs Llama 2 family models stored in GGUF files. Either
 )]
 struct Cli {
     /// Kernel set to use instead of the best one this CPU supports:
-    /// scalar, avx2, avx512, avx512vnni, neon, dotprod or i8mm (also CINDER_KERNELS).
+    /// scalar, avx2, avxvnni, avx512, avx512vnni, neon, dotprod or i8mm (also CINDER_KERNELS).
     #[arg(long, global = true, value_name = "ISA")]
     kernels: Option<String>,
     /// Round the activations of F16/BF16-weight matmuls to f16/bf16 as llama.cpp does (for
