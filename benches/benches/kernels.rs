@@ -13,6 +13,11 @@
 //!   to Q8_0, then the gemm, on weights repacked in 16-row strips where the Isa prefers them
 //!   (outside the timed loop, as at model load). GOP/s like `gemm/*`; compare with its GFLOPS.
 //!
+//! - `attention/*`: the float products of one attention step of one head, as the runtime runs
+//!   them with an f16 KV cache (`gemm_f32_f16`): 16 query rows against the transposed keys
+//!   (`scores`, k = head dim 64, n = positions) and 16 score rows against the values (`mix`,
+//!   k = positions, n = 64), at 512 positions; GOP/s like `gemm/*`.
+//!
 //! One row of k = 4096 or 11008 fits in L1/L2, so `vec_dot` measures the kernel, not memory;
 //! `gemm/.../x1` (one column, a 7B matrix) is the memory-bound matrix-vector product.
 //!
@@ -517,6 +522,59 @@ fn mul_mat(c: &mut Criterion) {
     );
 }
 
+/// One head's attention step with an f16 cache: 16 tokens, head dim 64, 512 positions, the
+/// strides the runtime uses (`dim` 2048 query rows, keys transposed with a 512-position
+/// context, values 256 wide).
+fn attention(c: &mut Criterion) {
+    use cinder_kernels::MatShape;
+    let (m, hd, pos, dim, kv_dim) = (16, 64, 512, 2048, 256);
+    let to_f16 = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
+    let q = values(m * dim, 1);
+    let keys = to_f16(values(hd * pos, 2));
+    let scores = values(m * pos, 3);
+    let vals = to_f16(values(pos * kv_dim, 4));
+    let mut out = vec![0f32; m * pos];
+    let cases = [
+        (
+            "scores",
+            MatShape {
+                m,
+                k: hd,
+                n: pos,
+                lda: dim,
+                ldb: pos,
+                ldc: pos,
+            },
+            &q,
+            &keys,
+        ),
+        (
+            "mix",
+            MatShape {
+                m,
+                k: pos,
+                n: hd,
+                lda: pos,
+                ldb: kv_dim,
+                ldc: hd,
+            },
+            &scores,
+            &vals,
+        ),
+    ];
+    let mut g = c.benchmark_group("attention");
+    for (name, s, a, b) in cases {
+        g.throughput(Throughput::Elements((2 * s.m * s.k * s.n) as u64));
+        for k in kernels() {
+            g.bench_function(
+                id(format!("{name}/{}x{}x{}", s.m, s.k, s.n), k.isa()),
+                |bch| bch.iter(|| k.gemm_f32_f16(black_box(a), black_box(b), &mut out, s)),
+            );
+        }
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -528,7 +586,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = vec_dot, quantize, dequantize, gemm, mul_mat
+    targets = vec_dot, quantize, dequantize, gemm, mul_mat, attention
 }
 
 criterion_main!(benches);

@@ -579,9 +579,9 @@ impl Kernels {
         match ty {
             T::Q6_K => matches!(self.isa, Isa::Avx512 | Isa::Avx512Vnni),
             T::Q5_K => matches!(
-            self.isa,
-            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni
-        ),
+                self.isa,
+                Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni
+            ),
             _ => false,
         }
     }

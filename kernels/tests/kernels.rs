@@ -604,10 +604,7 @@ fn unsupported_isa_is_an_error_never_a_fallback() {
     assert!(
         avail
             .iter()
-            .all(|i| !matches!(
-                i,
-                Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni
-            ))
+            .all(|i| !matches!(i, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni))
     );
 }
 
