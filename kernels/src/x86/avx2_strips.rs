@@ -110,19 +110,21 @@ unsafe fn madd_words<const N: usize, const SPLIT: bool>(
     }
 }
 
-/// `sum_t vpdpbusd(w[t], word t of qs)` in i32 lanes, in one chain or two (`SPLIT`); exact.
+/// `init + sum_t vpdpbusd(w[t], word t of qs)` in i32 lanes, in one chain or two (`SPLIT`);
+/// exact. The first chain starts from `init` (a seed costs no extra add).
 ///
 /// # Safety
 /// AVX2 and the features of the VNNI kind `VNNI` (not `NONE`); bytes `0 .. 4 N` at `qs`
 /// readable.
 #[inline(always)]
 unsafe fn dp_words<const N: usize, const SPLIT: bool, const VNNI: u8>(
+    init: __m256i,
     w: &[__m256i; N],
     qs: *const i8,
 ) -> __m256i {
     // SAFETY: forwarded caller guarantees.
     unsafe {
-        let mut p = [_mm256_setzero_si256(); 2];
+        let mut p = [init, _mm256_setzero_si256()];
         for (t, &w) in w.iter().enumerate() {
             let i = if SPLIT { t & 1 } else { 0 };
             p[i] = dpbusd::<VNNI>(p[i], w, bcast(qs, t));
@@ -181,8 +183,8 @@ pub(crate) trait Fmt {
     const GROUPS: usize;
     /// The unsigned weights' offset (the signed value is `u - OFFSET`).
     const OFFSET: i32;
-    /// `sum_i u_i a_i` (unsigned weights) per row of half `h` of one block (`q`, its groups)
-    /// against the 32 activation bytes at each `qs[c]`.
+    /// `seed[c] + sum_i u_i a_i` (unsigned weights) per row of half `h` of one block (`q`, its
+    /// groups) against the 32 activation bytes at each `qs[c]`.
     ///
     /// # Safety
     /// AVX2 (and the features of the VNNI kind `VNNI`); `q` holds the block's groups, 32 bytes
@@ -191,6 +193,7 @@ pub(crate) trait Fmt {
         q: &[Lanes],
         h: usize,
         qs: [*const i8; RN],
+        seed: [i32; RN],
     ) -> [__m256i; RN];
 }
 
@@ -206,6 +209,7 @@ impl Fmt for Q4_0 {
         q: &[Lanes],
         h: usize,
         qs: [*const i8; RN],
+        seed: [i32; RN],
     ) -> [__m256i; RN] {
         // SAFETY: forwarded caller guarantees.
         unsafe {
@@ -218,11 +222,13 @@ impl Fmt for Q4_0 {
             }
             let ones = _mm256_set1_epi16(1);
             let mut out = [_mm256_setzero_si256(); RN];
-            for (o, &qs) in out.iter_mut().zip(&qs) {
+            for ((o, &qs), &seed) in out.iter_mut().zip(&qs).zip(&seed) {
+                let seed = _mm256_set1_epi32(seed);
                 *o = if VNNI != NONE {
-                    dp_words::<8, SPLIT, VNNI>(&w, qs)
+                    dp_words::<8, SPLIT, VNNI>(seed, &w, qs)
                 } else {
-                    _mm256_madd_epi16(madd_words::<8, SPLIT>(&w, qs), ones)
+                    let p = _mm256_madd_epi16(madd_words::<8, SPLIT>(&w, qs), ones);
+                    _mm256_add_epi32(p, seed)
                 };
             }
             out
@@ -242,6 +248,7 @@ impl Fmt for Q8_0 {
         q: &[Lanes],
         h: usize,
         qs: [*const i8; RN],
+        seed: [i32; RN],
     ) -> [__m256i; RN] {
         // SAFETY: forwarded caller guarantees.
         unsafe {
@@ -251,8 +258,8 @@ impl Fmt for Q8_0 {
                     *w = half(&q[t], h);
                 }
                 let mut out = [_mm256_setzero_si256(); RN];
-                for (o, &qs) in out.iter_mut().zip(&qs) {
-                    *o = dp_words::<8, SPLIT, VNNI>(&w, qs);
+                for ((o, &qs), &seed) in out.iter_mut().zip(&qs).zip(&seed) {
+                    *o = dp_words::<8, SPLIT, VNNI>(_mm256_set1_epi32(seed), &w, qs);
                 }
                 return out;
             }
@@ -272,9 +279,10 @@ impl Fmt for Q8_0 {
                 }
             }
             let (ones, sixteen) = (_mm256_set1_epi16(1), _mm256_set1_epi16(16));
-            for (lo, &hi) in lo.iter_mut().zip(&hi) {
-                *lo =
+            for ((lo, &hi), &seed) in lo.iter_mut().zip(&hi).zip(&seed) {
+                let p =
                     _mm256_add_epi32(_mm256_madd_epi16(*lo, ones), _mm256_madd_epi16(hi, sixteen));
+                *lo = _mm256_add_epi32(p, _mm256_set1_epi32(seed));
             }
             lo
         }
@@ -319,18 +327,18 @@ impl<F: Fmt, const VNNI: u8> StripKernel for Blocks<F, VNNI> {
                 for k in 0..nb {
                     let q = &w.q[k * F::GROUPS..(k + 1) * F::GROUPS];
                     let mut qs = [std::ptr::null(); RN];
-                    for (c, qs) in qs.iter_mut().enumerate() {
+                    let mut seed = [0; RN];
+                    for (c, (qs, seed)) in qs.iter_mut().zip(&mut seed).enumerate() {
                         *qs = a[c * nb + k].qs.as_ptr();
+                        *seed = m[c * nb + k].seed;
                     }
                     let j = if SPLIT { k & 1 } else { 0 };
                     for (hh, acc) in acc.iter_mut().enumerate().take(halves) {
                         let h = pass + hh;
                         let dw = f16x8(w.d[k].0.as_ptr().add(HALF * h));
-                        let is = F::idots::<RN, SPLIT, VNNI>(q, h, qs);
-                        for c in 0..RN {
-                            let mb = m[c * nb + k];
-                            let i = _mm256_add_epi32(is[c], _mm256_set1_epi32(mb.seed));
-                            let sc = _mm256_mul_ps(dw, _mm256_set1_ps(mb.d));
+                        let is = F::idots::<RN, SPLIT, VNNI>(q, h, qs, seed);
+                        for (c, &i) in is.iter().enumerate() {
+                            let sc = _mm256_mul_ps(dw, _mm256_set1_ps(m[c * nb + k].d));
                             acc[j][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, acc[j][c]);
                         }
                     }
@@ -444,7 +452,7 @@ impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
                             let sc = scale_words::<false>(sp);
                             for (c, isum) in isum.iter_mut().enumerate() {
                                 let qs = a[c * nb + k].qs.as_ptr().add(32 * s);
-                                let p = dp_words::<8, SPLIT, VNNI>(&wv, qs);
+                                let p = dp_words::<8, SPLIT, VNNI>(_mm256_setzero_si256(), &wv, qs);
                                 *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(p, sc));
                             }
                             continue;
@@ -568,7 +576,7 @@ impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
                             let sc = scale_words::<true>(sp);
                             for (c, isum) in isum.iter_mut().enumerate() {
                                 let qs = a[c * nb + k].qs.as_ptr().add(16 * g);
-                                let p = dp_words::<4, SPLIT, VNNI>(&wv, qs);
+                                let p = dp_words::<4, SPLIT, VNNI>(_mm256_setzero_si256(), &wv, qs);
                                 *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(p, sc));
                             }
                             continue;
