@@ -769,11 +769,7 @@ pub(crate) unsafe fn vec_dot_q6_k_q8_k_body<const VNNI: u8>(
                         _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick))
                     };
                     let p = _mm256_maddubs_epi16(q, a);
-                    acc[k] = if VNNI != NONE {
-                        dpwssd::<VNNI>(acc[k], p, sc)
-                    } else {
-                        _mm256_add_epi32(acc[k], _mm256_madd_epi16(p, sc))
-                    };
+                    acc[k] = madd_acc::<VNNI>(acc[k], p, sc);
                 }
             }
             let bs = _mm256_loadu_si256(y.bsums.as_ptr().cast());

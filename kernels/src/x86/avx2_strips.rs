@@ -155,6 +155,36 @@ unsafe fn scale_words<const SIGNED: bool>(p: *const u8) -> __m256i {
     }
 }
 
+/// The k-quant VNNI step of one sub-block or group: `isum[c] += scale_r * sum_t vpdpbusd(w[t],
+/// word t of qs(c))` per row lane `r`, the rows' scales the 8 bytes at `sp` sign- (`SIGNED`) or
+/// zero-extended; exact while the sums fit i32.
+///
+/// # Safety
+/// AVX2 and the features of the VNNI kind `VNNI` (not `NONE`); bytes `0 .. 4 N` at each
+/// `qs(c)` and 8 bytes at `sp` readable.
+#[inline(always)]
+unsafe fn add_scaled_dots<
+    const N: usize,
+    const RN: usize,
+    const SPLIT: bool,
+    const VNNI: u8,
+    const SIGNED: bool,
+>(
+    isum: &mut [__m256i; RN],
+    w: &[__m256i; N],
+    qs: impl Fn(usize) -> *const i8,
+    sp: *const u8,
+) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        let sc = scale_words::<SIGNED>(sp);
+        for (c, isum) in isum.iter_mut().enumerate() {
+            let p = dp_words::<N, SPLIT, VNNI>(_mm256_setzero_si256(), w, qs(c));
+            *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(p, sc));
+        }
+    }
+}
+
 /// Stores half `h` of `RN` columns' 8-row results at `out[(c0 + c) * ldo + r0 + 8 h ..]`.
 ///
 /// # Safety
@@ -449,12 +479,8 @@ impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
                         }
                         let sp = b.scales[s].as_ptr().add(HALF * h);
                         if VNNI != NONE {
-                            let sc = scale_words::<false>(sp);
-                            for (c, isum) in isum.iter_mut().enumerate() {
-                                let qs = a[c * nb + k].qs.as_ptr().add(32 * s);
-                                let p = dp_words::<8, SPLIT, VNNI>(_mm256_setzero_si256(), &wv, qs);
-                                *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(p, sc));
-                            }
+                            let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(32 * s);
+                            add_scaled_dots::<8, RN, SPLIT, VNNI, false>(&mut isum, &wv, qs, sp);
                             continue;
                         }
                         let sc = scale_pairs::<false>(sp);
@@ -573,12 +599,8 @@ impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
                         }
                         let sp = b.scales[g].as_ptr().add(HALF * h).cast();
                         if VNNI != NONE {
-                            let sc = scale_words::<true>(sp);
-                            for (c, isum) in isum.iter_mut().enumerate() {
-                                let qs = a[c * nb + k].qs.as_ptr().add(16 * g);
-                                let p = dp_words::<4, SPLIT, VNNI>(_mm256_setzero_si256(), &wv, qs);
-                                *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(p, sc));
-                            }
+                            let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(16 * g);
+                            add_scaled_dots::<4, RN, SPLIT, VNNI, true>(&mut isum, &wv, qs, sp);
                             continue;
                         }
                         let sc = scale_pairs::<true>(sp);

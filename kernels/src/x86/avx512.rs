@@ -13,7 +13,7 @@ use super::vnni::{EVEX, NONE};
 use super::{f16_to_f32, hsum_epi32, hsum_ps};
 
 macro_rules! avx512_flavour {
-    ($m:ident, $feat:literal, $vnni:literal, $kind:path) => {
+    ($m:ident, $feat:literal, $kind:path) => {
         #[doc = concat!("AVX-512 kernels compiled for `", $feat, "`.")]
         pub(crate) mod $m {
             use cinder_quant::block::*;
@@ -21,29 +21,32 @@ macro_rules! avx512_flavour {
 
             use crate::x86::avx2;
 
+            /// The 512-bit bodies take whether the flavour has VNNI; the 256-bit ones its kind.
+            const VNNI: bool = $kind != crate::x86::vnni::NONE;
+
             kernels! { $feat;
                 unsafe quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) = avx2::quantize_row_q8_0_body;
                 unsafe quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) = avx2::quantize_row_q8_1_body;
                 unsafe quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8_K]) = avx2::quantize_row_q8_k_body;
-                unsafe vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q4_0_q8_0_body::<$vnni>;
+                unsafe vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q4_0_q8_0_body::<VNNI>;
                 unsafe vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q8_0_q8_0_body::<{ $kind }>;
-                unsafe vec_dot_q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q4_k_q8_k_body::<$vnni>;
-                unsafe vec_dot_q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q6_k_q8_k_body::<$vnni>;
+                unsafe vec_dot_q4_k_q8_k(x: &[BlockQ4_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q4_k_q8_k_body::<VNNI>;
+                unsafe vec_dot_q6_k_q8_k(x: &[BlockQ6_K], y: &[BlockQ8_K]) -> f32 = super::vec_dot_q6_k_q8_k_body::<VNNI>;
                 unsafe vec_dot_f16_f32(x: &[f16], y: &[f32]) -> f32 = super::vec_dot_f16_f32_body;
                 unsafe vec_dot_f32_f32(x: &[f32], y: &[f32]) -> f32 = super::vec_dot_f32_f32_body;
-                unsafe gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q4_0_q8_0_body::<$vnni>;
-                unsafe gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q8_0_q8_0_body::<$vnni>;
-                unsafe gemm_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q4_k_q8_k_body::<$vnni>;
+                unsafe gemm_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q4_0_q8_0_body::<VNNI>;
+                unsafe gemm_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q8_0_q8_0_body::<VNNI>;
+                unsafe gemm_q4_k_q8_k(w: &[BlockQ4_K], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::gemm_q4_k_q8_k_body::<VNNI>;
                 unsafe dequantize_row_q4_0(x: &[BlockQ4_0], y: &mut [f32]) = avx2::dequantize_row_q4_0_body;
                 unsafe dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) = avx2::dequantize_row_q8_0_body;
                 unsafe dequantize_row_q6_k(x: &[BlockQ6_K], y: &mut [f32]) = avx2::dequantize_row_q6_k_body;
                 unsafe dequantize_row_f16(x: &[f16], y: &mut [f32]) = avx2::dequantize_row_f16_body;
                 unsafe gemm_f32_f16(a: &[f32], b: &[f16], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f16>;
-                unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q4_0Strip, $vnni>;
-                unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q8_0Strip, $vnni>;
-                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip<crate::repack::BlockQ4_Kx16>, $vnni>;
-                unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip<crate::repack::BlockQ5_Kx16>, $vnni>;
-                unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q6KStrip, $vnni>;
+                unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q4_0Strip, VNNI>;
+                unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::<super::Q8_0Strip, VNNI>;
+                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip<crate::repack::BlockQ4_Kx16>, VNNI>;
+                unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip<crate::repack::BlockQ5_Kx16>, VNNI>;
+                unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q6KStrip, VNNI>;
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<{ $kind }>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<{ $kind }>;
@@ -59,13 +62,11 @@ macro_rules! avx512_flavour {
 avx512_flavour!(
     plain,
     "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
-    false,
     crate::x86::vnni::NONE
 );
 avx512_flavour!(
     vnni,
     "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    true,
     crate::x86::vnni::EVEX
 );
 
