@@ -560,14 +560,10 @@ macro_rules! k_strip_gemm {
 impl Kernels {
     /// Whether this Isa's Q4_0/Q8_0/Q4_K/Q5_K/Q6_K products are fastest on weights repacked in
     /// 16-row strips ([`crate::repack`], [`Kernels::gemm_q4_0x16_q8_0`],
-    /// [`Kernels::gemm_q4_kx16_q8_k`]); elsewhere the plain-layout gemms should be used. The
-    /// aarch64 sets have Q4_0/Q8_0 strip kernels but their k-quant strip gemms are still the
-    /// scalar twins, so (the choice being one for every type) they keep the plain rows.
+    /// [`Kernels::gemm_q4_kx16_q8_k`]): every SIMD set has its strip kernels; the scalar set's
+    /// are its twins, slower than its plain rows.
     pub fn prefers_strips(&self) -> bool {
-        matches!(
-            self.isa,
-            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni
-        )
+        self.isa != Isa::Scalar
     }
 
     /// Whether one activation column (generation) against a repacked matrix of type `ty` is

@@ -1,5 +1,5 @@
-//! Q4_0, Q8_0, Q4_K and Q6_K matrices repacked in strips of 16 rows, the layout of the AVX-512 VNNI
-//! strip kernels (`Kernels::prefers_strips`). A runtime repacks such weights once at load and
+//! Q4_0, Q8_0, Q4_K, Q5_K and Q6_K matrices repacked in strips of 16 rows, the layout of every
+//! SIMD set's strip kernels (`Kernels::prefers_strips`). A runtime repacks such weights once at load and
 //! then multiplies them with `Kernels::gemm_q4_0x16_q8_0` / `gemm_q8_0x16_q8_0` /
 //! `gemm_q4_kx16_q8_k` / `gemm_q6_kx16_q8_k`.
 //!

@@ -53,7 +53,6 @@ pub(crate) fn give_back_blocks(m: Vec<ActBlock>) {
 /// then gives `msum = 256 * sum_s min_s * hi_s + sum_s min_s * lo_s` exactly. A pair sum is at
 /// most `32 * 128` in magnitude for blocks made by the quantizer (consistent `bsums`).
 #[derive(Clone, Copy, Default)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 pub(crate) struct ActK {
     pub(crate) d: f32,
     pub(crate) bs: [i32; 4],
@@ -61,7 +60,6 @@ pub(crate) struct ActK {
 
 /// The [`ActK`] summaries of `a`, into this thread's buffer (give it back with
 /// [`give_back_k`]).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 pub(crate) fn act_k(a: &[BlockQ8_K]) -> Vec<ActK> {
     let mut m = ACT_K.take();
     m.clear();
@@ -82,7 +80,6 @@ pub(crate) fn act_k(a: &[BlockQ8_K]) -> Vec<ActK> {
 }
 
 /// Returns the buffer of [`act_k`] for the next call on this thread.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 pub(crate) fn give_back_k(m: Vec<ActK>) {
     ACT_K.set(m);
 }
@@ -224,7 +221,6 @@ pub(crate) unsafe fn drive_with<S: StripKernel>(
 
 /// A strip block the Q4_K column kernels read: a [`BlockQ4_Kx16`], or a [`BlockQ5_Kx16`]
 /// (its Q4_K part plus the fifth bits, which the kernels add to the nibbles when `Q5`).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 pub(crate) trait K4Block {
     /// Whether the values have a fifth bit in [`K4Block::qh`].
     const Q5: bool;
@@ -235,7 +231,6 @@ pub(crate) trait K4Block {
 }
 
 /// No fifth bits (never read: `Q5` is false).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // No aarch64 k-quant strips yet.
 static NO_QH: [Lanes; 8] = [Lanes([0; STRIP_ROWS]); 8];
 
 impl K4Block for BlockQ4_Kx16 {

@@ -35,7 +35,7 @@ kernels! { "neon,dotprod";
     gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = neon::gemm_f32_f32_body;
     gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::strips_body::<super::strips::Q4_0, { super::strips::DOT }>;
     gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::strips_body::<super::strips::Q8_0, { super::strips::DOT }>;
-    gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = neon::strips_q4_k_body;
-    gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = neon::strips_q5_k_body;
-    gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = neon::strips_q6_k_body;
+    gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<super::strips::Q4K<crate::repack::BlockQ4_Kx16, { super::strips::DOT }>>;
+    gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<super::strips::Q4K<crate::repack::BlockQ5_Kx16, { super::strips::DOT }>>;
+    gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<super::strips::Q6K<{ super::strips::DOT }>>;
 }

@@ -1,7 +1,8 @@
 //! aarch64 kernels. [`neon`] holds the `#[inline(always)]` bodies, generic over `DOT` (use the
 //! `sdot` instruction or not), and the plain-NEON kernels; [`dotprod`] compiles the same bodies
-//! with `DOT = true` under `neon,dotprod`; [`strips`] holds the Q4_0/Q8_0 strip column kernels
-//! of all three sets, and [`i8mm`] is the dotprod set with `smmla` strip gemms.
+//! with `DOT = true` under `neon,dotprod`; [`strips`] holds the strip column kernels (Q4_0,
+//! Q8_0, Q4_K, Q5_K, Q6_K) of all three sets, and [`i8mm`] is the dotprod set with `smmla`
+//! Q4_0/Q8_0 strip gemms.
 //!
 //! Every helper here is `#[inline(always)]` without `#[target_feature]`: it is only called from
 //! inside a `#[target_feature]` kernel, into which it is inlined. The `sdot` inline asm enables

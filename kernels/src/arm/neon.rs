@@ -44,9 +44,9 @@ kernels! { "neon";
     gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = gemm_f32_f32_body;
     gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::strips_body::<super::strips::Q4_0, { super::strips::NEON }>;
     gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = super::strips::strips_body::<super::strips::Q8_0, { super::strips::NEON }>;
-    gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = strips_q4_k_body;
-    gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = strips_q5_k_body;
-    gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = strips_q6_k_body;
+    gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<super::strips::Q4K<crate::repack::BlockQ4_Kx16, { super::strips::NEON }>>;
+    gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<super::strips::Q4K<crate::repack::BlockQ5_Kx16, { super::strips::NEON }>>;
+    gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<super::strips::Q6K<{ super::strips::NEON }>>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -883,50 +883,4 @@ pub(crate) unsafe fn gemm_f32_f16_body(a: &[f32], b: &[f16], c: &mut [f32], s: c
 #[inline(always)]
 pub(crate) unsafe fn gemm_f32_f32_body(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) {
     scalar::gemm_f32_f32(a, b, c, s)
-}
-
-/// `crate::scalar::gemm_q4_kx16_q8_k` under this module's features (no runtime gives NEON
-/// repacked k-quant weights: `Kernels::prefers_strips` is false here).
-///
-/// # Safety
-/// None beyond the caller's (the body is safe code).
-#[inline(always)]
-pub(crate) unsafe fn strips_q4_k_body(
-    w: &[crate::repack::BlockQ4_Kx16],
-    a: &[BlockQ8_K],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    scalar::gemm_q4_kx16_q8_k(w, a, nb, out, ldo)
-}
-
-/// As [`strips_q4_k_body`] for Q5_K.
-///
-/// # Safety
-/// None beyond the contract of `Kernels::gemm_q5_kx16_q8_k` (it is the scalar twin).
-#[inline(always)]
-pub(crate) unsafe fn strips_q5_k_body(
-    w: &[crate::repack::BlockQ5_Kx16],
-    a: &[BlockQ8_K],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    scalar::gemm_q5_kx16_q8_k(w, a, nb, out, ldo)
-}
-
-/// As [`strips_q4_k_body`] for Q6_K.
-///
-/// # Safety
-/// None beyond the caller's (the body is safe code).
-#[inline(always)]
-pub(crate) unsafe fn strips_q6_k_body(
-    w: &[crate::repack::BlockQ6_Kx16],
-    a: &[BlockQ8_K],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    scalar::gemm_q6_kx16_q8_k(w, a, nb, out, ldo)
 }

@@ -1,5 +1,5 @@
-//! aarch64 column kernels for the Q4_0 / Q8_0 16-row strips ([`crate::repack`]), run by the one
-//! strip driver ([`crate::strips`]). A strip is two halves of 8 rows; every [`Lanes`] group of a
+//! aarch64 column kernels for the 16-row strips ([`crate::repack`]), run by the one strip driver
+//! ([`crate::strips`]): Q4_0 and Q8_0 here, the k-quants in the last section. A strip is two halves of 8 rows; every [`Lanes`] group of a
 //! half is two 128-bit registers of 4 rows x 4 bytes. The three kernel sets differ only in how
 //! they multiply bytes:
 //!
@@ -20,11 +20,11 @@
 
 use std::arch::aarch64::*;
 
-use cinder_quant::block::BlockQ8_0;
+use cinder_quant::block::{BlockQ8_0, BlockQ8_K};
 
 use super::cvt_f16x4;
-use crate::repack::{self, Lanes, Scales16};
-use crate::strips::{self, ActBlock, BlockStrips, StripKernel};
+use crate::repack::{self, BlockQ6_Kx16, Lanes, Scales16};
+use crate::strips::{self, ActBlock, ActK, BlockStrips, K4Block, StripKernel};
 
 /// How a kernel set multiplies bytes (the `MAC` parameter of [`Blocks`]).
 pub(crate) const NEON: u8 = 0;
@@ -36,11 +36,16 @@ pub(crate) const MMLA: u8 = 2;
 /// Rows per half strip.
 const HALF: usize = 8;
 
-/// `f(0), f(1), .., f(n - 1)` for `n <= 8`, written out: LLVM does not fully unroll loops
-/// around inline asm, and the `sdot` lane must be a constant in each copy.
+/// `body` with `$t` bound to `0, 1, .., n - 1` (`n <= 8`), written out copy by copy: LLVM
+/// does not fully unroll loops around inline asm (the `sdot` lane must be a constant in each
+/// copy), and a closure called that many times may be left outlined, as a helper function
+/// would be.
+/// `f(0), f(1), .., f(n - 1)` (`n <= 8`) through a closure, which LLVM may inline or not. The
+/// plain-NEON Q4_0/Q8_0 kernel walks its words this way: with [`unroll!`]'s copies its one-column
+/// path measured 136 instructions per 256 products under qemu, through this 105.
 #[inline(always)]
-fn unroll(n: usize, mut f: impl FnMut(usize)) {
-    assert!(n <= 8, "unroll: {n} > 8");
+fn unroll_fn(n: usize, mut f: impl FnMut(usize)) {
+    assert!(n <= 8, "unroll_fn: {n} > 8");
     if n > 0 {
         f(0);
     }
@@ -65,6 +70,22 @@ fn unroll(n: usize, mut f: impl FnMut(usize)) {
     if n > 7 {
         f(7);
     }
+}
+
+macro_rules! unroll {
+    ($n:expr, |$t:ident| $body:expr) => {{
+        let n: usize = $n;
+        assert!(n <= 8, "unroll: {n} > 8");
+        unroll!(@copies n, $t, $body, 0 1 2 3 4 5 6 7);
+    }};
+    (@copies $n:ident, $t:ident, $body:expr, $($i:literal)*) => {
+        $(
+            if $i < $n {
+                let $t: usize = $i;
+                $body;
+            }
+        )*
+    };
 }
 
 /// `acc + sdot(w, word L of a)`: lane `i` gains `sum_{k<4} w[4i + k] * a[4L + k]` (exact).
@@ -147,13 +168,14 @@ unsafe fn smmla(acc: int32x4_t, w: int8x16_t, a: int8x16_t) -> int32x4_t {
     acc
 }
 
-/// Rows `8 h + 4 i .. 8 h + 4 i + 4` of a group, 4 bytes each.
+/// Rows `4 qi .. 4 qi + 4` of a group, 4 bytes each (the k-quant kernels mask `qi` so that the
+/// compiler sees it below 4).
 ///
 /// # Safety
 /// NEON.
 #[inline(always)]
-unsafe fn quarter(l: &Lanes, h: usize, i: usize) -> uint8x16_t {
-    let q = &l.0[HALF * h + 4 * i..][..4];
+unsafe fn qtr(l: &Lanes, qi: usize) -> uint8x16_t {
+    let q = &l.0[4 * qi..][..4];
     // SAFETY: `q` is 4 words, 16 readable bytes.
     unsafe { vld1q_u8(q.as_ptr().cast()) }
 }
@@ -204,7 +226,7 @@ unsafe fn group<F: Fmt, const SCALED: bool>(
 ) -> [[int8x16_t; 2]; 2] {
     // SAFETY: forwarded caller guarantees.
     unsafe {
-        let [x0, x1] = [0, 1].map(|i| F::split::<SCALED>(quarter(&q[g], h, i)));
+        let [x0, x1] = [0, 1].map(|i| F::split::<SCALED>(qtr(&q[g], 2 * h + i)));
         [[x0[0], x1[0]], [x0[1], x1[1]]]
     }
 }
@@ -370,15 +392,18 @@ unsafe fn isums_dot<F: Fmt, const RN: usize>(
     unsafe {
         let av = acts(qs);
         let mut acc = [[vdupq_n_s32(0); 2]; RN];
-        unroll(F::GROUPS, |g| {
+        unroll!(F::GROUPS, |g| {
             let wg = group::<F, true>(q, h, g);
-            unroll(F::PARTS, |j| {
+            unroll!(F::PARTS, |j| {
+                // `% 2`: no-ops in the copies that run (j < 2, t < 8); the compiler's constant
+                // index check also reads the dead copies past `F::PARTS` and `F::GROUPS`.
                 let t = g + 4 * j;
-                unroll(RN, |c| {
+                for c in 0..RN {
                     for i in 0..2 {
-                        acc[c][i] = sdot_word(acc[c][i], wg[j][i], av[c][t / 4], t % 4);
+                        let a = av[c][t / 4 % 2];
+                        acc[c][i] = sdot_word(acc[c][i], wg[j % 2][i], a, t % 4);
                     }
-                });
+                }
             });
         });
         acc
@@ -403,13 +428,14 @@ unsafe fn isums_neon<F: Fmt, const RN: usize>(
         // [column][rows 0..4, 4..8][rows 0-1, rows 2-3]
         let mut a16 = [[[vdupq_n_s16(0); 2]; 2]; RN];
         let mut a32 = [[[vdupq_n_s32(0); 2]; 2]; RN];
-        unroll(F::GROUPS, |g| {
+        unroll_fn(F::GROUPS, |g| {
             let wg = group::<F, false>(q, h, g);
-            unroll(F::PARTS, |j| {
-                let wv = &wg[j];
+            unroll_fn(F::PARTS, |j| {
+                // `% 2`: as in [`isums_dot`].
+                let wv = &wg[j % 2];
                 let t = g + 4 * j;
-                unroll(RN, |c| {
-                    let d = dup_word(av[c][t / 4], t % 4);
+                unroll_fn(RN, |c| {
+                    let d = dup_word(av[c][t / 4 % 2], t % 4);
                     for i in 0..2 {
                         if F::SMALL {
                             let s = &mut a16[c][i];
@@ -484,7 +510,7 @@ unsafe fn block_mmla<F: Fmt, const RN: usize>(
             for i in 0..2 {
                 // Rows (0, 1) and (2, 3) of register `i` as 8-byte pieces of groups 2 gp, 2 gp + 1
                 // (zipped before splitting: the parts of a zipped register stay zipped).
-                let (x, y) = (quarter(&q[2 * gp], h, i), quarter(&q[2 * gp + 1], h, i));
+                let (x, y) = (qtr(&q[2 * gp], 2 * h + i), qtr(&q[2 * gp + 1], 2 * h + i));
                 let (x, y) = (vreinterpretq_u32_u8(x), vreinterpretq_u32_u8(y));
                 let z0 = F::split::<true>(vreinterpretq_u8_u32(vzip1q_u32(x, y)));
                 let z1 = F::split::<true>(vreinterpretq_u8_u32(vzip2q_u32(x, y)));
@@ -546,4 +572,269 @@ pub(crate) unsafe fn strips_body<F: Fmt, const MAC: u8>(
     };
     // SAFETY: forwarded caller guarantees.
     unsafe { strips::drive::<Blocks<F, MAC>>(w, a, nb, out, ldo) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quant strips. A column kernel walks a strip one quarter (4 rows, one 128-bit register of
+// each `Lanes`) at a time: all four quarters of a super-block in turn for few columns (the
+// strip streams once), else one quarter per pass through every super-block (8 weight registers
+// stay while 4 columns pass). Per sub-block (Q4_K, Q5_K: 32 values) or group (Q6_K: 16) and
+// column, the words of products go into one i32 per row: `sdot` by element (`dotprod`; `i8mm`
+// uses the same kernels), or `smlal` into i16 lanes and pairwise adds (`neon`: at most 8
+// products of a 5-bit or 4 of a signed 6-bit value with a byte per lane, <= 31744), then one
+// `mla` by the rows' scales. The integers are the scalar's and the float step is its own
+// expression in its order, so the results are bit-equal to `crate::scalar`.
+
+/// `init + sum_t` of activation word `t` (`av[t / 4]`, lane `t % 4`) against the 4 rows'
+/// bytes `wv[t]`, per row lane; with `SPLIT` (and `sdot`) in two chains. Exact when every i16
+/// lane of the `neon` path (one product per word) stays within i16.
+///
+/// # Safety
+/// NEON (+ dotprod when `MAC != NEON`).
+#[inline(always)]
+unsafe fn words_dot<const MAC: u8, const SPLIT: bool, const N: usize>(
+    init: int32x4_t,
+    wv: &[int8x16_t; N],
+    av: &[int8x16_t],
+) -> int32x4_t {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        if MAC != NEON {
+            let mut p = [init, vdupq_n_s32(0)];
+            unroll!(N, |t| {
+                let j = if SPLIT { t & 1 } else { 0 };
+                p[j] = sdot_word(p[j], wv[t], av[t / 4], t % 4);
+            });
+            if SPLIT { vaddq_s32(p[0], p[1]) } else { p[0] }
+        } else {
+            // [rows 0-1, rows 2-3], lanes [r b0, r b1, r b2, r b3, r+1 b0, ..].
+            let mut s = [vdupq_n_s16(0); 2];
+            for (t, &w) in wv.iter().enumerate() {
+                let d = dup_word(av[t / 4], t % 4);
+                s[0] = vmlal_s8(s[0], vget_low_s8(w), vget_low_s8(d));
+                s[1] = vmlal_high_s8(s[1], w, d);
+            }
+            vaddq_s32(init, vpaddq_s32(vpaddlq_s16(s[0]), vpaddlq_s16(s[1])))
+        }
+    }
+}
+
+/// The 4 bytes at `p` (rows `4 qi ..` of a per-row byte field) sign- (`SIGNED`) or
+/// zero-extended to i32 lanes.
+///
+/// # Safety
+/// NEON.
+#[inline(always)]
+unsafe fn bytes4<const SIGNED: bool>(p: &[u8]) -> int32x4_t {
+    let w = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+    // SAFETY: NEON is guaranteed by the caller; registers only.
+    unsafe {
+        let v = vreinterpret_u8_u32(vdup_n_u32(w));
+        if SIGNED {
+            vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u8(v))))
+        } else {
+            vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(v))))
+        }
+    }
+}
+
+/// Rows `4 qi .. 4 qi + 4` of `d` (f16 bits) as f32.
+///
+/// # Safety
+/// NEON.
+#[inline(always)]
+unsafe fn scale4(d: &Scales16, qi: usize) -> float32x4_t {
+    let d = &d.0[4 * qi..][..4];
+    // SAFETY: `d` is 4 readable u16; the conversion is exact.
+    unsafe { cvt_f16x4(vld1_u16(d.as_ptr())) }
+}
+
+/// The walk shared by the k-quant column kernels: `step(k, qi, facc)` adds super-block `k`'s
+/// terms of quarter `qi` (rows `4 qi .. 4 qi + 4`) to its `RN` columns' sums, quarter by
+/// quarter within each super-block for at most 2 columns, else one quarter per pass; the sums
+/// then go to `out[(c0 + c) * ldo + r0 + 4 qi ..]`.
+///
+/// # Safety
+/// NEON, and whatever `step` needs; indexing is checked.
+#[inline(always)]
+unsafe fn by_quarters<const RN: usize>(
+    nb: usize,
+    (r0, c0): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+    mut step: impl FnMut(usize, usize, &mut [float32x4_t; RN]),
+) {
+    let (quarters, passes) = if RN <= 2 { (4, 1) } else { (1, 4) };
+    for pass in 0..passes {
+        // SAFETY: NEON is guaranteed by the caller; the stores go through checked slices.
+        unsafe {
+            let mut facc = [[vdupq_n_f32(0.0); RN]; 4];
+            for k in 0..nb {
+                for (qq, facc) in facc.iter_mut().enumerate().take(quarters) {
+                    // Masked: the compiler then knows `qi < 4` and drops the bounds checks.
+                    step(k, (pass + qq) & 3, facc);
+                }
+            }
+            for (qq, facc) in facc.iter().enumerate().take(quarters) {
+                for (c, &f) in facc.iter().enumerate() {
+                    let o = &mut out[(c0 + c) * ldo + r0 + 4 * (pass + qq)..][..4];
+                    vst1q_f32(o.as_mut_ptr(), f);
+                }
+            }
+        }
+    }
+}
+
+/// Q4_K strips (and Q5_K strips: the fifth bit of each value inserted above its nibble):
+/// per quarter, sub-block and column 8 word products and one `mla` by the scales; per
+/// super-block the mins' sum from [`ActK`]'s split pair sums (4 word products), then the
+/// scalar's float step.
+pub(crate) struct Q4K<B, const MAC: u8>(std::marker::PhantomData<B>);
+
+impl<B: K4Block + 'static, const MAC: u8> StripKernel for Q4K<B, MAC> {
+    type W<'a> = &'a [B];
+    type A = BlockQ8_K;
+    type M = ActK;
+    const COLS: usize = if MAC == NEON { 3 } else { 4 };
+    fn prep(a: &[BlockQ8_K]) -> Vec<ActK> {
+        strips::act_k(a)
+    }
+    fn done(m: Vec<ActK>) {
+        strips::give_back_k(m)
+    }
+    #[inline(always)]
+    unsafe fn cols<const RN: usize, const SPLIT: bool>(
+        w: &[B],
+        a: &[BlockQ8_K],
+        m: &[ActK],
+        nb: usize,
+        rc: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let a = &a[rc.1 * nb..(rc.1 + RN) * nb];
+        let m = &m[rc.1 * nb..(rc.1 + RN) * nb];
+        // SAFETY: the kernel set's features are guaranteed by the caller; `w` is one strip of
+        // `nb` super-blocks and every slice access is checked.
+        unsafe {
+            by_quarters::<RN>(nb, rc, out, ldo, |k, qi, facc| {
+                let (bk, qi) = (&w[k], qi & 3);
+                let b = bk.q4();
+                let mut isum = [vdupq_n_s32(0); RN];
+                // Written out (`unroll`): each sub-block's shifts and offsets are constants.
+                unroll!(8, |s| {
+                    let wv: [int8x16_t; 8] = std::array::from_fn(|t| {
+                        let raw = qtr(&b.qs[8 * (s / 2) + t], qi);
+                        // The nibble in the low 4 bits (anything above them when `s` is even).
+                        let nib = if s % 2 == 0 {
+                            raw
+                        } else {
+                            vshrq_n_u8::<4>(raw)
+                        };
+                        let v = if B::Q5 {
+                            // Bit `s` of each `qh` byte above the nibble (`sli` keeps the
+                            // nibble's 4 low bits only).
+                            let q = vshlq_u8(qtr(&bk.qh()[t], qi), vdupq_n_s8(-(s as i8)));
+                            vsliq_n_u8::<4>(nib, vandq_u8(q, vdupq_n_u8(1)))
+                        } else if s % 2 == 0 {
+                            vandq_u8(raw, vdupq_n_u8(0x0F))
+                        } else {
+                            nib
+                        };
+                        vreinterpretq_s8_u8(v)
+                    });
+                    let sc = bytes4::<false>(&b.scales[s][4 * qi..]);
+                    for (c, isum) in isum.iter_mut().enumerate() {
+                        let qs = &a[c * nb + k].qs[32 * s..][..32];
+                        let av = [vld1q_s8(qs.as_ptr()), vld1q_s8(qs.as_ptr().add(16))];
+                        let p = words_dot::<MAC, SPLIT, 8>(vdupq_n_s32(0), &wv, &av);
+                        *isum = vmlaq_s32(*isum, p, sc);
+                    }
+                });
+                let mins = [0, 1].map(|j| vreinterpretq_s8_u8(qtr(&b.mins[j], qi)));
+                let (d, dmin) = (scale4(&b.d, qi), scale4(&b.dmin, qi));
+                for (c, (facc, &isum)) in facc.iter_mut().zip(&isum).enumerate() {
+                    let mk = &m[c * nb + k];
+                    // Words [hi 0..4, hi 4..8, lo 0..4, lo 4..8]; the lo words rotated to 0, 1.
+                    let bs = vreinterpretq_s8_s32(vld1q_s32(mk.bs.as_ptr()));
+                    let lo = [vextq_s8::<8>(bs, bs)];
+                    let hi = words_dot::<MAC, false, 2>(vdupq_n_s32(0), &mins, &[bs]);
+                    let msum = words_dot::<MAC, false, 2>(vshlq_n_s32::<8>(hi), &mins, &lo);
+                    let t = vsubq_f32(
+                        vmulq_f32(vmulq_n_f32(d, mk.d), vcvtq_f32_s32(isum)),
+                        vmulq_f32(vmulq_n_f32(dmin, mk.d), vcvtq_f32_s32(msum)),
+                    );
+                    *facc = vaddq_f32(*facc, t);
+                }
+            });
+        }
+    }
+}
+
+/// Q6_K strips: the 6-bit values rebuilt from `ql` nibbles and `qh` bit pairs and made signed
+/// (`q - 32`, so no offset is left to remove); per quarter, group and column 4 word products
+/// and one `mla` by the rows' signed scales, then the scalar's float step.
+pub(crate) struct Q6K<const MAC: u8>;
+
+impl<const MAC: u8> StripKernel for Q6K<MAC> {
+    type W<'a> = &'a [BlockQ6_Kx16];
+    type A = BlockQ8_K;
+    type M = ();
+    const COLS: usize = if MAC == NEON { 3 } else { 4 };
+    fn prep(_: &[BlockQ8_K]) -> Vec<()> {
+        Vec::new()
+    }
+    fn done(_: Vec<()>) {}
+    #[inline(always)]
+    unsafe fn cols<const RN: usize, const SPLIT: bool>(
+        w: &[BlockQ6_Kx16],
+        a: &[BlockQ8_K],
+        _: &[()],
+        nb: usize,
+        rc: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let a = &a[rc.1 * nb..(rc.1 + RN) * nb];
+        // SAFETY: the kernel set's features are guaranteed by the caller; `w` is one strip of
+        // `nb` super-blocks and every slice access is checked.
+        unsafe {
+            by_quarters::<RN>(nb, rc, out, ldo, |k, qi, facc| {
+                let (b, qi) = (&w[k], qi & 3);
+                let mut isum = [vdupq_n_s32(0); RN];
+                // Written out (`unroll`): each group's shifts and offsets are constants, and the
+                // `qh` register its four quarters `m` share is loaded once.
+                unroll!(2, |n| {
+                    unroll!(8, |gg| {
+                        let (g, m, j0) = (8 * n + gg, gg / 2, 4 * (gg % 2));
+                        let wv: [int8x16_t; 4] = std::array::from_fn(|t| {
+                            let j = j0 + t;
+                            let l = qtr(&b.ql[16 * n + 8 * (m % 2) + j], qi);
+                            let l = if m < 2 { l } else { vshrq_n_u8::<4>(l) };
+                            // qh bits 2 m .. 2 m + 2 of each byte above the nibble.
+                            let q = vshlq_u8(qtr(&b.qh[8 * n + j], qi), vdupq_n_s8(-2 * m as i8));
+                            let v = vsliq_n_u8::<4>(l, vandq_u8(q, vdupq_n_u8(3)));
+                            vreinterpretq_s8_u8(vsubq_u8(v, vdupq_n_u8(32)))
+                        });
+                        let sc = bytes4::<true>(&bytemuck::cast_slice(&b.scales[g])[4 * qi..]);
+                        for (c, isum) in isum.iter_mut().enumerate() {
+                            let qs = &a[c * nb + k].qs[16 * g..][..16];
+                            let p = words_dot::<MAC, SPLIT, 4>(
+                                vdupq_n_s32(0),
+                                &wv,
+                                &[vld1q_s8(qs.as_ptr())],
+                            );
+                            *isum = vmlaq_s32(*isum, p, sc);
+                        }
+                    })
+                });
+                let d = scale4(&b.d, qi);
+                for (c, (facc, &isum)) in facc.iter_mut().zip(&isum).enumerate() {
+                    let yd = a[c * nb + k].d;
+                    let t = vmulq_f32(vmulq_n_f32(d, yd), vcvtq_f32_s32(isum));
+                    *facc = vaddq_f32(*facc, t);
+                }
+            });
+        }
+    }
 }
