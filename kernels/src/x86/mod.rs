@@ -134,3 +134,27 @@ pub(crate) unsafe fn hsum_epi32(v: __m256i) -> i32 {
         _mm_cvtsi128_si32(s)
     }
 }
+
+/// Bytes the Q4_0/Q8_0 strip kernels prefetch ahead (their blocks are small).
+pub(crate) const PREFETCH_BYTES: usize = 4096;
+
+/// Asks for the cache lines of the block `blocks` blocks after `cur` (one block's bytes: the
+/// next blocks of a strip, then of the next strip, are contiguous). With few columns the strip
+/// kernels otherwise wait on memory where the hardware prefetchers stop (page boundaries):
+/// measured on one-token and four-token products, +14% and +30% on a Q4_K_M file.
+///
+/// # Safety
+/// SSE (`prefetcht0` never faults, and the address is formed with wrapping arithmetic).
+#[inline(always)]
+pub(crate) unsafe fn prefetch_ahead<T>(cur: &[T], blocks: usize) {
+    let len = std::mem::size_of_val(cur);
+    let p = cur.as_ptr().cast::<i8>().wrapping_add(blocks * len);
+    for line in (0..len).step_by(64) {
+        // SAFETY: a prefetch is a hint: no access, no fault, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                p.wrapping_add(line),
+            )
+        };
+    }
+}
