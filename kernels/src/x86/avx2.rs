@@ -45,9 +45,9 @@ macro_rules! avx2_flavour {
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe gemm_q4_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_body::<crate::x86::avx2_strips::Q4_0, { $vnni }>;
                 unsafe gemm_q8_0x16_q8_0(q: &[crate::repack::Lanes], d: &[crate::repack::Scales16], a: &[BlockQ8_0], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_body::<crate::x86::avx2_strips::Q8_0, { $vnni }>;
-                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_k_body::<crate::x86::avx2_strips::Q4K<crate::repack::BlockQ4_Kx16, { $vnni }>, _>;
-                unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_k_body::<crate::x86::avx2_strips::Q4K<crate::repack::BlockQ5_Kx16, { $vnni }>, _>;
-                unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::x86::avx2_strips::strips_k_body::<crate::x86::avx2_strips::Q6K<{ $vnni }>, _>;
+                unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<crate::x86::avx2_strips::Q4K<crate::repack::BlockQ4_Kx16, { $vnni }>>;
+                unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<crate::x86::avx2_strips::Q4K<crate::repack::BlockQ5_Kx16, { $vnni }>>;
+                unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<crate::x86::avx2_strips::Q6K<{ $vnni }>>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q5_0_q8_0_body::<{ $vnni }>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = super::vec_dot_q4_1_q8_1_body::<{ $vnni }>;
                 unsafe vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 = super::vec_dot_q5_1_q8_1_body::<{ $vnni }>;

@@ -351,14 +351,12 @@ impl<F: Fmt, const VNNI: u8> StripKernel for Blocks<F, VNNI> {
             // Few columns (generation): both halves of each block in turn, so the strip streams
             // once. More: one half at a time, whose 8 weight registers stay while 4 columns pass.
             let (halves, passes) = if RN <= 2 { (2, 1) } else { (1, 2) };
-            let ahead = super::PREFETCH_BYTES / (F::GROUPS * std::mem::size_of::<Lanes>());
             for pass in 0..passes {
                 // acc[h][j][c]: half h, chain j (odd blocks when SPLIT), column c.
                 let mut acc = [[[_mm256_setzero_ps(); RN]; 2]; 2];
                 for k in 0..nb {
                     let q = &w.q[k * F::GROUPS..(k + 1) * F::GROUPS];
-                    super::prefetch_ahead(q, ahead);
-                    super::prefetch_ahead(&w.d[k..k + 1], ahead);
+                    super::prefetch_group_block(q, &w.d[k], F::GROUPS);
                     let mut qs = [std::ptr::null(); RN];
                     let mut seed = [0; RN];
                     for (c, (qs, seed)) in qs.iter_mut().zip(&mut seed).enumerate() {
@@ -458,7 +456,7 @@ impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
             let ones = _mm256_set1_epi16(1);
             let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
             for (k, bk) in w.iter().enumerate().take(nb) {
-                super::prefetch_ahead(std::slice::from_ref(bk), 2);
+                super::prefetch_super_block(bk);
                 for (h, accf) in accf2.iter_mut().enumerate() {
                     let b = bk.q4();
                     let mut isum = [_mm256_setzero_si256(); RN];
@@ -581,7 +579,7 @@ impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
             let lo16 = _mm256_set1_epi32(0xFFFF);
             let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
             for (k, b) in w.iter().enumerate().take(nb) {
-                super::prefetch_ahead(std::slice::from_ref(b), 2);
+                super::prefetch_super_block(b);
                 for (h, accf) in accf2.iter_mut().enumerate() {
                     let mut isum = [_mm256_setzero_si256(); RN];
                     for g in 0..16 {
@@ -654,23 +652,4 @@ impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
             }
         }
     }
-}
-
-/// The Q4_K / Q6_K strip gemms (`Kernels::gemm_q4_kx16_q8_k` / `gemm_q6_kx16_q8_k`).
-///
-/// # Safety
-/// AVX2 + FMA + F16C (and the kernel's VNNI kind's features); `w.len()` and `a.len()`
-/// multiples of `nb`, `out` covers every `c * ldo + r` (indexing is checked anyway).
-#[inline(always)]
-pub(crate) unsafe fn strips_k_body<S, P>(
-    w: &[P],
-    a: &[BlockQ8_K],
-    nb: usize,
-    out: &mut [f32],
-    ldo: usize,
-) where
-    for<'a> S: StripKernel<W<'a> = &'a [P], A = BlockQ8_K>,
-{
-    // SAFETY: forwarded caller guarantees.
-    unsafe { strips::drive::<S>(w, a, nb, out, ldo) }
 }

@@ -979,10 +979,8 @@ unsafe fn strip_cols<S: Strip, const RN: usize>(
     // block (s < 8), the stores are inside the bounds-checked 16-float slices.
     unsafe {
         let mut accf = [_mm512_setzero_ps(); RN];
-        let ahead = super::PREFETCH_BYTES / std::mem::size_of_val(&q[..S::GROUPS]);
         for (k, (qk, dk)) in q.chunks_exact(S::GROUPS).zip(d).enumerate().take(nb) {
-            super::prefetch_ahead(qk, ahead);
-            super::prefetch_ahead(std::slice::from_ref(dk), ahead);
+            super::prefetch_group_block(qk, dk, S::GROUPS);
             let (w, dw) = S::load(qk, dk);
             for (c, accf) in accf.iter_mut().enumerate() {
                 let (ab, mb) = (&a[c * nb + k], m[c * nb + k]);
@@ -1018,15 +1016,13 @@ unsafe fn strip_col<S: Strip>(
     // SAFETY: as in `strip_cols`.
     unsafe {
         let mut accf = [_mm512_setzero_ps(); 2];
-        let ahead = super::PREFETCH_BYTES / std::mem::size_of_val(&q[..S::GROUPS]);
         for (k, ((qk, dk), (ab, mb))) in q
             .chunks_exact(S::GROUPS)
             .zip(d)
             .zip(a.iter().zip(m))
             .enumerate()
         {
-            super::prefetch_ahead(qk, ahead);
-            super::prefetch_ahead(std::slice::from_ref(dk), ahead);
+            super::prefetch_group_block(qk, dk, S::GROUPS);
             let (w, dw) = S::load(qk, dk);
             let qs = ab.qs.as_ptr();
             let mut acc = _mm512_set1_epi32(mb.seed);
@@ -1368,7 +1364,7 @@ unsafe fn q4_k_strip_cols<B: K4Block, const RN: usize, const SPLIT: bool>(
         let mut accf = [_mm512_setzero_ps(); RN];
         let fifth = _mm512_set1_epi8(0x10);
         for (k, bk) in w.iter().enumerate().take(nb) {
-            super::prefetch_ahead(std::slice::from_ref(bk), 2);
+            super::prefetch_super_block(bk);
             let b = bk.q4();
             let mut isum = [_mm512_setzero_si512(); RN];
             for s in 0..8 {
@@ -1484,7 +1480,7 @@ unsafe fn q6_k_strip_cols<const RN: usize, const SPLIT: bool>(
         let hi2 = _mm512_set1_epi8(0x30);
         let mut accf = [_mm512_setzero_ps(); RN];
         for (k, b) in w.iter().enumerate().take(nb) {
-            super::prefetch_ahead(std::slice::from_ref(b), 2);
+            super::prefetch_super_block(b);
             let mut isum = [_mm512_setzero_si512(); RN];
             for g in 0..16 {
                 let (n, m, j0) = (g / 8, g % 8 / 2, 4 * (g % 2));

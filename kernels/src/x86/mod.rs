@@ -56,6 +56,8 @@ pub(crate) use crate::strips;
 
 use std::arch::x86_64::*;
 
+use crate::repack::{Lanes, Scales16};
+
 /// AVX2 + FMA + F16C.
 pub(crate) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
@@ -135,9 +137,6 @@ pub(crate) unsafe fn hsum_epi32(v: __m256i) -> i32 {
     }
 }
 
-/// Bytes the Q4_0/Q8_0 strip kernels prefetch ahead (their blocks are small).
-pub(crate) const PREFETCH_BYTES: usize = 4096;
-
 /// Asks for the cache lines of the block `blocks` blocks after `cur` (one block's bytes: the
 /// next blocks of a strip, then of the next strip, are contiguous). With few columns the strip
 /// kernels otherwise wait on memory where the hardware prefetchers stop (page boundaries):
@@ -146,7 +145,7 @@ pub(crate) const PREFETCH_BYTES: usize = 4096;
 /// # Safety
 /// SSE (`prefetcht0` never faults, and the address is formed with wrapping arithmetic).
 #[inline(always)]
-pub(crate) unsafe fn prefetch_ahead<T>(cur: &[T], blocks: usize) {
+unsafe fn prefetch_ahead<T>(cur: &[T], blocks: usize) {
     let len = std::mem::size_of_val(cur);
     let p = cur.as_ptr().cast::<i8>().wrapping_add(blocks * len);
     for line in (0..len).step_by(64) {
@@ -156,5 +155,31 @@ pub(crate) unsafe fn prefetch_ahead<T>(cur: &[T], blocks: usize) {
                 p.wrapping_add(line),
             )
         };
+    }
+}
+
+/// [`prefetch_ahead`] for a k-quant strip kernel at super-block `b`: two super-blocks ahead.
+///
+/// # Safety
+/// SSE.
+#[inline(always)]
+pub(crate) unsafe fn prefetch_super_block<B>(b: &B) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { prefetch_ahead(std::slice::from_ref(b), 2) }
+}
+
+/// [`prefetch_ahead`] for a Q4_0/Q8_0 strip kernel at block `k` (its `groups` 4-byte groups
+/// `q` and its scales `d`): 4 KiB of groups ahead, as their blocks are small, and the scales of
+/// the same block.
+///
+/// # Safety
+/// SSE.
+#[inline(always)]
+pub(crate) unsafe fn prefetch_group_block(q: &[Lanes], d: &Scales16, groups: usize) {
+    let blocks = 4096 / (groups * std::mem::size_of::<Lanes>());
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        prefetch_ahead(q, blocks);
+        prefetch_ahead(std::slice::from_ref(d), blocks);
     }
 }
