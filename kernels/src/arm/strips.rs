@@ -1,6 +1,7 @@
 //! aarch64 column kernels for the 16-row strips ([`crate::repack`]), run by the one strip driver
-//! ([`crate::strips`]): Q4_0 and Q8_0 here, the k-quants in the last section. A strip is two halves of 8 rows; every [`Lanes`] group of a
-//! half is two 128-bit registers of 4 rows x 4 bytes. The three kernel sets differ only in how
+//! ([`crate::strips`]): Q4_0 and Q8_0 here, the k-quants in the last section. A strip is two
+//! halves of 8 rows; every [`Lanes`] group of a half is two 128-bit registers of 4 rows x 4
+//! bytes. The three kernel sets differ only in how
 //! they multiply bytes:
 //!
 //! - `dotprod`: `sdot` by element: 4 rows x one 4-byte activation word, 16 products each.
@@ -36,10 +37,6 @@ pub(crate) const MMLA: u8 = 2;
 /// Rows per half strip.
 const HALF: usize = 8;
 
-/// `body` with `$t` bound to `0, 1, .., n - 1` (`n <= 8`), written out copy by copy: LLVM
-/// does not fully unroll loops around inline asm (the `sdot` lane must be a constant in each
-/// copy), and a closure called that many times may be left outlined, as a helper function
-/// would be.
 /// `f(0), f(1), .., f(n - 1)` (`n <= 8`) through a closure, which LLVM may inline or not. The
 /// plain-NEON Q4_0/Q8_0 kernel walks its words this way: with [`unroll!`]'s copies its one-column
 /// path measured 136 instructions per 256 products under qemu, through this 105.
@@ -72,6 +69,10 @@ fn unroll_fn(n: usize, mut f: impl FnMut(usize)) {
     }
 }
 
+/// `body` with `$t` bound to `0, 1, .., n - 1` (`n <= 8`), written out copy by copy: LLVM
+/// does not fully unroll loops around inline asm (the `sdot` lane must be a constant in each
+/// copy), and a closure called that many times may be left outlined, as a helper function
+/// would be.
 macro_rules! unroll {
     ($n:expr, |$t:ident| $body:expr) => {{
         let n: usize = $n;
@@ -650,7 +651,8 @@ unsafe fn scale4(d: &Scales16, qi: usize) -> float32x4_t {
 }
 
 /// The walk shared by the k-quant column kernels: `step(k, qi, facc)` adds super-block `k`'s
-/// terms of quarter `qi` (rows `4 qi .. 4 qi + 4`) to its `RN` columns' sums, quarter by
+/// terms of quarter `qi < 4` (rows `4 qi .. 4 qi + 4`; a step masks it, `qi & 3`, so that the
+/// compiler sees the bound where it indexes) to its `RN` columns' sums, quarter by
 /// quarter within each super-block for at most 2 columns, else one quarter per pass; the sums
 /// then go to `out[(c0 + c) * ldo + r0 + 4 qi ..]`.
 ///
@@ -671,8 +673,7 @@ unsafe fn by_quarters<const RN: usize>(
             let mut facc = [[vdupq_n_f32(0.0); RN]; 4];
             for k in 0..nb {
                 for (qq, facc) in facc.iter_mut().enumerate().take(quarters) {
-                    // Masked: the compiler then knows `qi < 4` and drops the bounds checks.
-                    step(k, (pass + qq) & 3, facc);
+                    step(k, pass + qq, facc);
                 }
             }
             for (qq, facc) in facc.iter().enumerate().take(quarters) {
