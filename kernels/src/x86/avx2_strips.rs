@@ -451,8 +451,6 @@ impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
         // `Scales16` fields; each activation read is inside its block's `qs`
         // (`32 s + 32 <= 256`).
         unsafe {
-            let nib = _mm256_set1_epi8(0x0F);
-            let fifth = _mm256_set1_epi8(0x10);
             let ones = _mm256_set1_epi16(1);
             let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
             for (k, bk) in w.iter().enumerate().take(nb) {
@@ -460,48 +458,17 @@ impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
                 for (h, accf) in accf2.iter_mut().enumerate() {
                     let b = bk.q4();
                     let mut isum = [_mm256_setzero_si256(); RN];
-                    for s in 0..8 {
-                        let mut wv = [_mm256_setzero_si256(); 8];
-                        // Bit `s` of each `qh` byte to bit 4 (no bit crosses a byte).
-                        let up = _mm_cvtsi32_si128(4 - s.min(4) as i32);
-                        let down = _mm_cvtsi32_si128(s.max(4) as i32 - 4);
-                        for (t, wv) in wv.iter_mut().enumerate() {
-                            let raw = half(&b.qs[8 * (s / 2) + t], h);
-                            let raw = if s % 2 == 0 {
-                                raw
-                            } else {
-                                _mm256_srli_epi16(raw, 4)
-                            };
-                            *wv = _mm256_and_si256(raw, nib);
-                            if B::Q5 {
-                                let q = half(&bk.qh()[t], h);
-                                let q = _mm256_srl_epi16(_mm256_sll_epi16(q, up), down);
-                                *wv = _mm256_or_si256(*wv, _mm256_and_si256(q, fifth));
-                            }
-                        }
-                        let sp = b.scales[s].as_ptr().add(HALF * h);
-                        if VNNI != NONE {
-                            let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(32 * s);
-                            add_scaled_dots::<8, RN, SPLIT, VNNI, false>(&mut isum, &wv, qs, sp);
-                            continue;
-                        }
-                        let sc = scale_pairs::<false>(sp);
-                        let [w0, w1, w2, w3, w4, w5, w6, w7] = wv;
-                        for (c, isum) in isum.iter_mut().enumerate() {
-                            let qs = a[c * nb + k].qs.as_ptr().add(32 * s);
-                            let p = if B::Q5 {
-                                let p0 = madd_words::<4, false>(&[w0, w1, w2, w3], qs);
-                                let p1 = madd_words::<4, false>(&[w4, w5, w6, w7], qs.add(16));
-                                _mm256_add_epi32(
-                                    _mm256_madd_epi16(p0, sc),
-                                    _mm256_madd_epi16(p1, sc),
-                                )
-                            } else {
-                                _mm256_madd_epi16(madd_words::<8, SPLIT>(&wv, qs), sc)
-                            };
-                            *isum = _mm256_add_epi32(*isum, p);
-                        }
-                    }
+                    // Sub-block `s` is a const parameter: its nibble and fifth-bit shifts are
+                    // chosen at compile time and the 8 sub-blocks run without branches.
+                    let at = (k, nb, h);
+                    k4_sub::<0, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
+                    k4_sub::<1, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
+                    k4_sub::<2, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
+                    k4_sub::<3, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
+                    k4_sub::<4, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
+                    k4_sub::<5, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
+                    k4_sub::<6, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
+                    k4_sub::<7, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
                     let d = f16x8(b.d.0.as_ptr().add(HALF * h));
                     let dmin = f16x8(b.dmin.0.as_ptr().add(HALF * h));
                     let mins = [half(&b.mins[0], h), half(&b.mins[1], h)];
@@ -574,48 +541,21 @@ impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
         // 64-byte aligned `Lanes` and a 16-byte aligned half of `d`; 8 bytes of `scales[g]`;
         // each activation read is inside its block's `qs` (`16 g + 16 <= 256`).
         unsafe {
-            let nib = _mm256_set1_epi8(0x0F);
-            let hi2 = _mm256_set1_epi8(0x30);
             let lo16 = _mm256_set1_epi32(0xFFFF);
             let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
             for (k, b) in w.iter().enumerate().take(nb) {
                 super::prefetch_super_block(b);
                 for (h, accf) in accf2.iter_mut().enumerate() {
                     let mut isum = [_mm256_setzero_si256(); RN];
-                    for g in 0..16 {
-                        let (n, m, j0) = (g / 8, g % 8 / 2, 4 * (g % 2));
-                        let mut wv = [_mm256_setzero_si256(); 4];
-                        for (t, wv) in wv.iter_mut().enumerate() {
-                            let j = j0 + t;
-                            let l = half(&b.ql[16 * n + 8 * (m % 2) + j], h);
-                            let l = if m < 2 { l } else { _mm256_srli_epi16(l, 4) };
-                            let q = half(&b.qh[8 * n + j], h);
-                            // qh bits 2 m .. 2 m + 2 of each byte to bits 4..6.
-                            let q = match m {
-                                0 => _mm256_slli_epi16(q, 4),
-                                1 => _mm256_slli_epi16(q, 2),
-                                2 => q,
-                                _ => _mm256_srli_epi16(q, 2),
-                            };
-                            *wv =
-                                _mm256_or_si256(_mm256_and_si256(l, nib), _mm256_and_si256(q, hi2));
-                        }
-                        let sp = b.scales[g].as_ptr().add(HALF * h).cast();
-                        if VNNI != NONE {
-                            let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(16 * g);
-                            add_scaled_dots::<4, RN, SPLIT, VNNI, true>(&mut isum, &wv, qs, sp);
-                            continue;
-                        }
-                        let sc = scale_pairs::<true>(sp);
-                        for (c, isum) in isum.iter_mut().enumerate() {
-                            let qs = a[c * nb + k].qs.as_ptr().add(16 * g);
-                            let p0 = madd_words::<2, false>(&[wv[0], wv[1]], qs);
-                            let p1 = madd_words::<2, false>(&[wv[2], wv[3]], qs.add(8));
-                            let p = _mm256_add_epi32(
-                                _mm256_madd_epi16(p0, sc),
-                                _mm256_madd_epi16(p1, sc),
-                            );
-                            *isum = _mm256_add_epi32(*isum, p);
+                    // Quarter `m` is a const parameter, so that its `qh` shift is chosen at
+                    // compile time and the 16 groups run without branches.
+                    for n in 0..2 {
+                        for jh in 0..2 {
+                            let at = (k, nb, h, n, jh);
+                            q6_group::<0, RN, SPLIT, VNNI>(b, a, at, &mut isum);
+                            q6_group::<1, RN, SPLIT, VNNI>(b, a, at, &mut isum);
+                            q6_group::<2, RN, SPLIT, VNNI>(b, a, at, &mut isum);
+                            q6_group::<3, RN, SPLIT, VNNI>(b, a, at, &mut isum);
                         }
                     }
                     // Row r's scales of groups 2 j, 2 j + 1 as an i16 pair in its lane.
@@ -650,6 +590,128 @@ impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
             for (h, accf) in accf2.iter().enumerate() {
                 store_half(accf, (r0, c0, h), out, ldo);
             }
+        }
+    }
+}
+
+/// One Q6_K group of half `h` of super-block `k` in the [`Q6K`] column kernel: group
+/// `g = 8 n + 2 M + jh` (half `n` of the super-block, quarter `M`, words `4 jh ..`), its 4
+/// registers of unsigned 6-bit quants against `RN` columns, added to `isum` times the rows'
+/// signed scales.
+///
+/// # Safety
+/// As [`Q6K`]'s column kernel: AVX2 (and the VNNI kind's features), `a` holds `RN` columns of
+/// `nb` blocks.
+#[inline(always)]
+unsafe fn q6_group<const M: usize, const RN: usize, const SPLIT: bool, const VNNI: u8>(
+    b: &BlockQ6_Kx16,
+    a: &[BlockQ8_K],
+    (k, nb, h, n, jh): (usize, usize, usize, usize, usize),
+    isum: &mut [__m256i; RN],
+) {
+    let g = 8 * n + 2 * M + jh;
+    // SAFETY: forwarded caller guarantees; the aligned loads read 32-byte halves of 64-byte
+    // aligned `Lanes`, 8 bytes of `scales[g]`; each activation read is inside its block's `qs`
+    // (`16 g + 16 <= 256`).
+    unsafe {
+        let nib = _mm256_set1_epi8(0x0F);
+        let hi2 = _mm256_set1_epi8(0x30);
+        let mut wv = [_mm256_setzero_si256(); 4];
+        for (t, wv) in wv.iter_mut().enumerate() {
+            let j = 4 * jh + t;
+            let l = half(&b.ql[16 * n + 8 * (M % 2) + j], h);
+            let l = if M < 2 { l } else { _mm256_srli_epi16(l, 4) };
+            let q = half(&b.qh[8 * n + j], h);
+            // qh bits 2 M .. 2 M + 2 of each byte to bits 4..6.
+            let q = match M {
+                0 => _mm256_slli_epi16(q, 4),
+                1 => _mm256_slli_epi16(q, 2),
+                2 => q,
+                _ => _mm256_srli_epi16(q, 2),
+            };
+            *wv = _mm256_or_si256(_mm256_and_si256(l, nib), _mm256_and_si256(q, hi2));
+        }
+        let sp = b.scales[g].as_ptr().add(HALF * h).cast();
+        if VNNI != NONE {
+            let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(16 * g);
+            add_scaled_dots::<4, RN, SPLIT, VNNI, true>(isum, &wv, qs, sp);
+            return;
+        }
+        let sc = scale_pairs::<true>(sp);
+        for (c, isum) in isum.iter_mut().enumerate() {
+            let qs = a[c * nb + k].qs.as_ptr().add(16 * g);
+            let p0 = madd_words::<2, false>(&[wv[0], wv[1]], qs);
+            let p1 = madd_words::<2, false>(&[wv[2], wv[3]], qs.add(8));
+            let p = _mm256_add_epi32(_mm256_madd_epi16(p0, sc), _mm256_madd_epi16(p1, sc));
+            *isum = _mm256_add_epi32(*isum, p);
+        }
+    }
+}
+
+/// Sub-block `S` of half `h` of super-block `k` in the [`Q4K`] column kernel: its 8 registers
+/// of nibbles (with the fifth bits when `B::Q5`) against `RN` columns, added to `isum` times the
+/// rows' scales.
+///
+/// # Safety
+/// As [`Q4K`]'s column kernel: AVX2 (and the VNNI kind's features), `a` holds `RN` columns of
+/// `nb` blocks.
+#[inline(always)]
+unsafe fn k4_sub<const S: usize, B: K4Block, const RN: usize, const SPLIT: bool, const VNNI: u8>(
+    bk: &B,
+    a: &[BlockQ8_K],
+    (k, nb, h): (usize, usize, usize),
+    isum: &mut [__m256i; RN],
+) {
+    // SAFETY: forwarded caller guarantees; the aligned loads read 32-byte halves of 64-byte
+    // aligned `Lanes`, 8 bytes of `scales[S]`; each activation read is inside its block's `qs`
+    // (`32 S + 32 <= 256`).
+    unsafe {
+        let b = bk.q4();
+        let nib = _mm256_set1_epi8(0x0F);
+        let fifth = _mm256_set1_epi8(0x10);
+        let mut wv = [_mm256_setzero_si256(); 8];
+        for (t, wv) in wv.iter_mut().enumerate() {
+            let raw = half(&b.qs[8 * (S / 2) + t], h);
+            let raw = if S.is_multiple_of(2) {
+                raw
+            } else {
+                _mm256_srli_epi16(raw, 4)
+            };
+            *wv = _mm256_and_si256(raw, nib);
+            if B::Q5 {
+                // Bit `S` of each `qh` byte to bit 4 (no bit crosses a byte).
+                let q = half(&bk.qh()[t], h);
+                let q = match S {
+                    0 => _mm256_slli_epi16(q, 4),
+                    1 => _mm256_slli_epi16(q, 3),
+                    2 => _mm256_slli_epi16(q, 2),
+                    3 => _mm256_slli_epi16(q, 1),
+                    4 => q,
+                    5 => _mm256_srli_epi16(q, 1),
+                    6 => _mm256_srli_epi16(q, 2),
+                    _ => _mm256_srli_epi16(q, 3),
+                };
+                *wv = _mm256_or_si256(*wv, _mm256_and_si256(q, fifth));
+            }
+        }
+        let sp = b.scales[S].as_ptr().add(HALF * h);
+        if VNNI != NONE {
+            let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(32 * S);
+            add_scaled_dots::<8, RN, SPLIT, VNNI, false>(isum, &wv, qs, sp);
+            return;
+        }
+        let sc = scale_pairs::<false>(sp);
+        let [w0, w1, w2, w3, w4, w5, w6, w7] = wv;
+        for (c, isum) in isum.iter_mut().enumerate() {
+            let qs = a[c * nb + k].qs.as_ptr().add(32 * S);
+            let p = if B::Q5 {
+                let p0 = madd_words::<4, false>(&[w0, w1, w2, w3], qs);
+                let p1 = madd_words::<4, false>(&[w4, w5, w6, w7], qs.add(16));
+                _mm256_add_epi32(_mm256_madd_epi16(p0, sc), _mm256_madd_epi16(p1, sc))
+            } else {
+                _mm256_madd_epi16(madd_words::<8, SPLIT>(&wv, qs), sc)
+            };
+            *isum = _mm256_add_epi32(*isum, p);
         }
     }
 }
