@@ -1,6 +1,7 @@
-//! Arbitrary chat templates rendered with user messages (minijinja, under cinder's fuel limit
-//! and minijinja's recursion limit). The input is the template, then the messages, separated
-//! by NUL bytes; the role of each message cycles system, user, assistant.
+//! Arbitrary chat templates rendered with user messages (minijinja, under cinder's fuel limit,
+//! minijinja's recursion limit, and the size guards `chat_format` rewrites every template
+//! with). The input is the template, then the messages, separated by NUL bytes; the role of
+//! each message cycles system, user, assistant.
 
 #![no_main]
 

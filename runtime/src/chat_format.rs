@@ -1,7 +1,11 @@
 //! Chat formats: how a conversation becomes token ids, with Llama 2's built-in format or a
 //! GGUF's `tokenizer.chat_template` (a Hugging Face Jinja template, rendered by minijinja under
 //! a fuel limit). BOS and EOS are inserted as token ids; message contents are always tokenized
-//! as plain text, so a user typing `</s>` or `[INST]` cannot forge control tokens.
+//! as plain text, so a user typing `</s>` or `[INST]` cannot forge control tokens. A template
+//! is data from the file: before it is compiled, [`guard`] rewrites it so that every value it
+//! builds and every byte it writes is checked against a per-rendering budget.
+
+mod guard;
 
 use std::path::Path;
 
@@ -75,6 +79,17 @@ const TEMPLATE_FUEL: u64 = 100_000;
 const TEMPLATE_OUTPUT_BASE: usize = 64 << 10;
 const TEMPLATE_OUTPUT_PER_MESSAGE: usize = 1 << 10;
 
+/// Largest value (a string, or a list or map as printed) a rendering may build, before and per
+/// message: the guards refuse `'a' * 100000000`, and any value that prints past it.
+const TEMPLATE_VALUE_BASE: usize = 32 << 10;
+const TEMPLATE_VALUE_PER_MESSAGE: usize = 256;
+
+/// Most bytes a rendering may build and write in all (strings, printed lists, template text
+/// written in loops and macros), before and per message; per message the template's own
+/// length is allowed on top, for loops whose bodies hold a lot of text.
+const TEMPLATE_BUDGET_BASE: usize = 4 << 20;
+const TEMPLATE_BUDGET_PER_MESSAGE: usize = 16 << 10;
+
 /// Collects a rendering, refusing writes past `limit` bytes.
 struct Bounded {
     out: String,
@@ -134,13 +149,17 @@ impl Format {
             },
         );
         env.set_unknown_method_callback(python_string_methods);
-        // A template is data from the file: bound the instructions one rendering may run.
+        // A template is data from the file: bound the instructions one rendering may run, and
+        // (through the rewrite's guards) the bytes it may build and write.
         env.set_fuel(Some(TEMPLATE_FUEL));
-        env.add_template_owned(TEMPLATE_NAME, source.to_string())
-            .map_err(|source| Error::ChatTemplate {
-                action: "parsing",
-                source,
-            })?;
+        guard::install(&mut env);
+        let parsing = |source| Error::ChatTemplate {
+            action: "parsing",
+            source,
+        };
+        let guarded = guard::rewrite(source).map_err(parsing)?;
+        env.add_template_owned(TEMPLATE_NAME, guarded)
+            .map_err(parsing)?;
         Ok(Format::Template(Box::new(env)))
     }
 
@@ -166,7 +185,7 @@ fn python_string_methods(
     let unknown = || {
         Error::new(
             ErrorKind::UnknownMethod,
-            format!("cannot call {method} on {value}"),
+            format!("cannot call {method} on a {}", value.kind()),
         )
     };
     let Some(s) = value.as_str() else {
@@ -216,6 +235,43 @@ pub fn llama2_tokens(tok: &Tokenizer, messages: &[Message]) -> Vec<u32> {
     ids
 }
 
+/// Renders the template of `env` (made by [`Format::template`]) under its limits: fuel, the
+/// output limit and the guards' budget, all sized by the number of messages.
+fn render(
+    env: &minijinja::Environment<'static>,
+    messages: Vec<minijinja::Value>,
+    bos: &str,
+    eos: &str,
+    add_generation_prompt: bool,
+) -> std::result::Result<String, minijinja::Error> {
+    let n = messages.len();
+    let mut out = Bounded {
+        out: String::new(),
+        limit: TEMPLATE_OUTPUT_BASE + TEMPLATE_OUTPUT_PER_MESSAGE * n,
+    };
+    let t = env.get_template(TEMPLATE_NAME)?;
+    let per_message = TEMPLATE_BUDGET_PER_MESSAGE.saturating_add(t.source().len());
+    let value_limit =
+        TEMPLATE_VALUE_BASE.saturating_add(n.saturating_mul(TEMPLATE_VALUE_PER_MESSAGE));
+    let budget = guard::Budget::new(
+        TEMPLATE_BUDGET_BASE.saturating_add(n.saturating_mul(per_message)),
+        value_limit,
+    );
+    guard::with_value_limit(value_limit, || {
+        t.render_captured_to(
+            minijinja::context! {
+                messages => messages,
+                bos_token => bos,
+                eos_token => eos,
+                add_generation_prompt => add_generation_prompt,
+                __cinder_budget => minijinja::Value::from_object(budget),
+            },
+            &mut out,
+        )
+    })?;
+    Ok(out.out)
+}
+
 /// Renders a chat template with each message's content replaced by a sentinel, splits the
 /// result at the BOS/EOS strings the template wrote (which become ids), puts the contents back
 /// and tokenizes the text runs as plain text.
@@ -237,28 +293,17 @@ fn template_tokens(
         })
         .collect();
     let add_generation_prompt = messages.last().is_some_and(|m| m.role == Role::User);
-    let mut out = Bounded {
-        out: String::new(),
-        limit: TEMPLATE_OUTPUT_BASE + TEMPLATE_OUTPUT_PER_MESSAGE * messages.len(),
-    };
-    env.get_template(TEMPLATE_NAME)
-        .and_then(|t| {
-            t.render_captured_to(
-                minijinja::context! {
-                    messages => msgs,
-                    bos_token => bos.clone().unwrap_or_default(),
-                    eos_token => eos.clone().unwrap_or_default(),
-                    add_generation_prompt => add_generation_prompt,
-                },
-                &mut out,
-            )
-            .map(drop)
-        })
-        .map_err(|source| Error::ChatTemplate {
-            action: "rendering",
-            source,
-        })?;
-    let rendered = out.out;
+    let rendered = render(
+        env,
+        msgs,
+        bos.as_deref().unwrap_or_default(),
+        eos.as_deref().unwrap_or_default(),
+        add_generation_prompt,
+    )
+    .map_err(|source| Error::ChatTemplate {
+        action: "rendering",
+        source,
+    })?;
 
     let mut specials: Vec<(&str, u32)> = Vec::new();
     for (s, id) in [(&bos, tok.bos_id()), (&eos, tok.eos_id())] {
@@ -417,15 +462,205 @@ mod tests {
     #[test]
     fn template_that_writes_without_end_is_stopped_by_the_output_limit() {
         let tok = llama2_tokenizer();
-        // Few instructions, each writing 49 KB: fuel alone would let it write gigabytes.
+        // Few instructions, each writing 14 KB (under the value limit): fuel alone would let it
+        // write gigabytes.
         let f = Format::template(
-            "{% for a in range(100000) %}{{ range(10000)|join(',') }}{% endfor %}",
+            "{% for a in range(1000) %}{% for b in range(1000) %}{{ range(3000)|join(',') }}{% endfor %}{% endfor %}",
         )
         .unwrap();
         let err = f
             .tokens(&tok, &[Message::new(Role::User, "a")])
             .unwrap_err();
         let text = format!("{:?}", std::error::Error::source(&err));
-        assert!(text.contains("more than"), "{text}");
+        assert!(text.contains("more than 66560 bytes"), "{text}");
+    }
+
+    /// Message values as `template_tokens` passes them (real text here, not sentinels).
+    fn message_values(msgs: &[Message]) -> Vec<minijinja::Value> {
+        msgs.iter()
+            .map(|m| {
+                let mut map = std::collections::BTreeMap::new();
+                map.insert("role", minijinja::Value::from(m.role.name()));
+                map.insert("content", minijinja::Value::from(m.content.clone()));
+                minijinja::Value::from(map)
+            })
+            .collect()
+    }
+
+    /// `source` rendered as cinder renders it (guarded).
+    fn render_guarded(source: &str, msgs: &[Message]) -> std::result::Result<String, String> {
+        let add = msgs.last().is_some_and(|m| m.role == Role::User);
+        match Format::template(source) {
+            Ok(Format::Template(env)) => {
+                render(&env, message_values(msgs), "<s>", "</s>", add).map_err(|e| format!("{e:#}"))
+            }
+            Ok(Format::Llama2) => unreachable!(),
+            Err(e) => Err(format!("{e}: {:?}", std::error::Error::source(&e))),
+        }
+    }
+
+    /// `source` rendered by plain minijinja, with the same functions and context.
+    fn render_plain(source: &str, msgs: &[Message]) -> std::result::Result<String, String> {
+        let add = msgs.last().is_some_and(|m| m.role == Role::User);
+        let mut env = minijinja::Environment::new();
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.set_unknown_method_callback(python_string_methods);
+        env.render_str(
+            source,
+            minijinja::context! {
+                messages => message_values(msgs),
+                bos_token => "<s>",
+                eos_token => "</s>",
+                add_generation_prompt => add,
+            },
+        )
+        .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Templates in the styles of real Hugging Face chat templates (Llama 2 and 3, Mistral,
+    /// ChatML, Zephyr, Gemma) and of Jinja features they use.
+    const REAL_STYLE_TEMPLATES: &[&str] = &[
+        HF_LLAMA2_TEMPLATE,
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+        "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}",
+        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}",
+        "{%- if messages[0]['role'] == 'system' %}\n    {%- set system_message = messages[0]['content'] %}\n    {%- set loop_messages = messages[1:] %}\n{%- else %}\n    {%- set loop_messages = messages %}\n{%- endif %}\n{{- bos_token }}\n{%- set ns = namespace(turns=0, text='') %}\n{%- for message in loop_messages %}\n    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}\n        {{- raise_exception('roles must alternate') }}\n    {%- endif %}\n    {%- if message['role'] not in ['user', 'assistant'] %}{{ raise_exception('bad role') }}{% endif %}\n    {%- if message['role'] == 'user' %}\n        {%- if loop.last and system_message is defined %}\n            {{- '[INST] ' + system_message + '\\n\\n' + message['content'] + '[/INST]' }}\n        {%- else %}\n            {{- '[INST] ' + message['content'] + '[/INST]' }}\n        {%- endif %}\n    {%- elif message['role'] == 'assistant' %}\n        {{- ' ' + message['content']|trim + eos_token}}\n    {%- endif %}\n    {%- set ns.turns = ns.turns + 1 %}\n    {%- set ns.text = ns.text ~ message.role[:1] %}\n{%- endfor %}\n{{- '' if ns.turns > 0 else 'none' }}{{ ns.text|upper }}",
+        "{%- macro render(m, prefix='%}>') -%}\n  {{ prefix }} {{ m.role|upper }}: {{ m.content }}\n{%- endmacro -%}\n{%- macro plain() %} [{{ caller is defined }}] {% endmacro %}\n{%- set users = messages|selectattr('role', 'equalto', 'user')|map(attribute='content')|list -%}\n{% set header %}Users: {{ users|length }} {{ users|join(', ') }}{% endset %}\n{{- header|trim }}{{ plain() }}\n{% filter upper %}{% for m in messages %}{{ render(m) }}|{% endfor %}{% endfilter %}\n{%- for k, v in {'a': 1, 'b': 2}|dictsort %}{{ k ~ '=' ~ (v * 2 + 1) }};{% endfor %}\n{{ ['x', 'y'] * 2 }} {{ ('ab' * 3)|length }} {{ (messages|length) ~ '!' }} {{ 'a' if (1) == 1 else 'b' }} {{ -(2 + 3) * 4 }} {{ [1] + [2, 3] }}\n{%- for i in range(3) if i != 1 %}{{ loop.index }}{% else %}none{% endfor %}\n{{ \"%s-%d\"|format('x', 5) }} {{ 'a\\nb'|indent(2) }} {{ [1, 2, 3, 4]|batch(3, 0)|list }} {{ 'abc'|replace('b', 'BB') }} {{ [1, 2, 3]|slice(2)|list }}\n{{ messages[0].content.strip().startswith('Be') }} {{ (messages[0].content ~ 'x')|lower }} {% with a = 'w' + 'x' %}{{ a }}{% endwith %}",
+        "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% endif %}{{ n }}{% endmacro %}{{ f(5) }}{% for m in messages %}{{ m.content|upper|lower|trim }}{{ m.content.startswith('a') }}{% endfor %}",
+    ];
+
+    #[test]
+    fn guarded_templates_render_exactly_as_minijinja_renders_them() {
+        let msgs = conversation();
+        for source in REAL_STYLE_TEMPLATES {
+            for n in [1, 2, 4] {
+                let guarded = render_guarded(source, &msgs[..n]);
+                let plain = render_plain(source, &msgs[..n]);
+                let plain = plain
+                    .unwrap_or_else(|e| format!("error {}", e.lines().next().unwrap_or_default()));
+                let guarded = guarded
+                    .unwrap_or_else(|e| format!("error {}", e.lines().next().unwrap_or_default()));
+                if plain.starts_with("error") {
+                    assert!(
+                        guarded.starts_with("error"),
+                        "{source}\nplain {plain}\nguarded {guarded}"
+                    );
+                } else {
+                    assert_eq!(guarded, plain, "{source}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn guarded_template_renders_a_long_conversation() {
+        let tok = llama2_tokenizer();
+        let f = Format::template(HF_LLAMA2_TEMPLATE).unwrap();
+        let msgs: Vec<Message> = (0..600)
+            .map(|i| {
+                Message::new(
+                    if i % 2 == 0 {
+                        Role::User
+                    } else {
+                        Role::Assistant
+                    },
+                    "hi",
+                )
+            })
+            .collect();
+        let ids = f.tokens(&tok, &msgs).unwrap();
+        assert_eq!(ids.iter().filter(|&&id| id == 1).count(), 300);
+    }
+
+    /// The rendering error of `source` for one user message, as text with its causes.
+    fn render_error(source: &str) -> String {
+        match render_guarded(source, &[Message::new(Role::User, "a")]) {
+            Ok(out) => panic!("{source} rendered {} bytes", out.len()),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn template_repeating_a_string_is_refused_before_building_it() {
+        // One instruction used to build 100 MB (0.3-1.2 s), under any fuel limit.
+        let big = format!(
+            "{{% set x = 555555 * '{}' %}}{{{{ x|length }}}}",
+            "a".repeat(180)
+        );
+        let e = render_error(&big);
+        assert!(e.contains("value limit"), "{e}");
+        let e = render_error("{% set x = ['a'] * 100000000 %}{{ x|length }}");
+        assert!(e.contains("value limit"), "{e}");
+    }
+
+    #[test]
+    fn template_doubling_values_is_stopped_at_the_value_limit() {
+        for source in [
+            "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+            "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}",
+            "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l == ns.l }}",
+            "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s|replace('a', 'aa') %}{% endfor %}{{ ns.s|length }}",
+            "{% set ns = namespace(s='\\\\') %}{% for i in range(60) %}{% set ns.s = ns.s|pprint %}{% endfor %}{{ ns.s|length }}",
+            "{% macro m(s, n) %}{% if n %}{{ m(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ m('ab', 60)|length }}",
+        ] {
+            let e = render_error(source);
+            assert!(e.contains("value limit"), "{source}: {e}");
+        }
+    }
+
+    #[test]
+    fn template_writing_into_captures_is_stopped_by_the_budget() {
+        let text = "x".repeat(2000);
+        let source = format!(
+            "{{% set x %}}{{% for a in range(100) %}}{{% for b in range(50) %}}{text}{{% endfor %}}{{% endfor %}}{{% endset %}}{{{{ x|length }}}}"
+        );
+        let e = render_error(&source);
+        assert!(e.contains("budget"), "{e}");
+    }
+
+    #[test]
+    fn template_filters_sized_by_arguments_are_refused() {
+        for source in [
+            "{{ [1]|batch(1000000000000, 'x')|list|length }}",
+            "{{ [1]|slice(1000000000000, 'x')|list|length }}",
+            "{% set x = 'a\\nb'|indent(1000000000) %}{{ x|length }}",
+            "{% set x = '%1000000000s'|format('a') %}{{ x|length }}",
+            "{% set x = range(100000)|join('a' * 30000) %}{{ x|length }}",
+            "{% set x = range(100000)|map('string')|list %}{{ x|length }}",
+        ] {
+            let e = render_error(source);
+            assert!(e.contains("value limit"), "{source}: {e}");
+        }
+    }
+
+    #[test]
+    fn template_using_guard_names_or_unsupported_blocks_is_refused_at_parsing() {
+        for source in [
+            "{{ __cinder_value(1) }}",
+            "{% set __cinder_budget = 1 %}",
+            "{% for x in [[1]] recursive %}{{ loop(x) }}{% endfor %}",
+            "{% macro m() %}{{ caller() }}{% endmacro %}{% call m() %}x{% endcall %}",
+            "{% extends 'x' %}",
+        ] {
+            assert!(
+                matches!(
+                    Format::template(source),
+                    Err(Error::ChatTemplate {
+                        action: "parsing",
+                        ..
+                    })
+                ),
+                "{source}"
+            );
+        }
     }
 }
