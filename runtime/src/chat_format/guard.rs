@@ -580,15 +580,24 @@ impl<'s> Rewriter<'s> {
         }
     }
 
-    #[allow(unreachable_patterns)]
-    fn stmt(&mut self, s: &ast::Stmt<'_>) {
-        use ast::Stmt;
+    /// One level deeper for `stmt` or `expr` (failing past `MAX_DEPTH`); false, with the level
+    /// already left, once an error is recorded, so the caller returns at once.
+    fn enter(&mut self) -> bool {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             self.fail("the template nests too deeply");
         }
         if self.error.is_some() {
             self.depth -= 1;
+            return false;
+        }
+        true
+    }
+
+    #[allow(unreachable_patterns)]
+    fn stmt(&mut self, s: &ast::Stmt<'_>) {
+        use ast::Stmt;
+        if !self.enter() {
             return;
         }
         match s {
@@ -721,12 +730,7 @@ impl<'s> Rewriter<'s> {
 
     fn expr(&mut self, e: &ast::Expr<'_>) {
         use ast::{BinOpKind as B, Expr};
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            self.fail("the template nests too deeply");
-        }
-        if self.error.is_some() {
-            self.depth -= 1;
+        if !self.enter() {
             return;
         }
         match e {
