@@ -454,6 +454,9 @@ impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
             let ones = _mm256_set1_epi16(1);
             let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
             for (k, bk) in w.iter().enumerate().take(nb) {
+                if RN > 1 {
+                    super::prefetch_super_block(bk);
+                }
                 for (h, accf) in accf2.iter_mut().enumerate() {
                     let b = bk.q4();
                     let mut isum = [_mm256_setzero_si256(); RN];
@@ -543,13 +546,18 @@ impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
             let lo16 = _mm256_set1_epi32(0xFFFF);
             let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
             for (k, b) in w.iter().enumerate().take(nb) {
+                if RN > 1 {
+                    super::prefetch_super_block(b);
+                }
                 for (h, accf) in accf2.iter_mut().enumerate() {
                     let mut isum = [_mm256_setzero_si256(); RN];
                     // Quarter `m` is a const parameter, so that its `qh` shift is chosen at
                     // compile time and the 16 groups run without branches.
                     for n in 0..2 {
                         for jh in 0..2 {
-                            super::prefetch_spread(b, 4 * h + 2 * n + jh, 8);
+                            if RN == 1 {
+                                super::prefetch_spread(b, 4 * h + 2 * n + jh, 8);
+                            }
                             let at = (k, nb, h, n, jh);
                             q6_group::<0, RN, SPLIT, VNNI>(b, a, at, &mut isum);
                             q6_group::<1, RN, SPLIT, VNNI>(b, a, at, &mut isum);
@@ -665,7 +673,9 @@ unsafe fn k4_sub<const S: usize, B: K4Block, const RN: usize, const SPLIT: bool,
     // aligned `Lanes`, 8 bytes of `scales[S]`; each activation read is inside its block's `qs`
     // (`32 S + 32 <= 256`).
     unsafe {
-        super::prefetch_spread(bk, 8 * h + S, 16);
+        if RN == 1 {
+            super::prefetch_spread(bk, 8 * h + S, 16);
+        }
         let b = bk.q4();
         let nib = _mm256_set1_epi8(0x0F);
         let fifth = _mm256_set1_epi8(0x10);
