@@ -146,33 +146,48 @@ pub(crate) unsafe fn hsum_epi32(v: __m256i) -> i32 {
 /// SSE (`prefetcht0` never faults, and the address is formed with wrapping arithmetic).
 #[inline(always)]
 unsafe fn prefetch_ahead<T>(cur: &[T], blocks: usize) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { prefetch_lines_ahead(cur, blocks, 0..usize::MAX) }
+}
+
+/// The cache lines `lines` (clipped to the block) of the block `blocks` blocks after `cur`:
+/// the one loop behind [`prefetch_ahead`] and [`prefetch_spread`].
+///
+/// # Safety
+/// SSE (`prefetcht0` never faults, and the address is formed with wrapping arithmetic).
+#[inline(always)]
+unsafe fn prefetch_lines_ahead<T>(cur: &[T], blocks: usize, lines: std::ops::Range<usize>) {
     let len = std::mem::size_of_val(cur);
     let p = cur.as_ptr().cast::<i8>().wrapping_add(blocks * len);
-    for line in (0..len).step_by(64) {
+    for line in lines.start..lines.end.min(len.div_ceil(64)) {
         // SAFETY: a prefetch is a hint: no access, no fault, whatever the address.
         unsafe {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                p.wrapping_add(line),
+                p.wrapping_add(64 * line),
             )
         };
     }
 }
 
-/// [`prefetch_ahead`] for a k-quant strip kernel at super-block `b`: two super-blocks ahead.
+/// How many super-blocks ahead the k-quant strip kernels prefetch.
+const SUPER_BLOCKS_AHEAD: usize = 2;
+
+/// [`prefetch_ahead`] for a k-quant strip kernel at super-block `b`: [`SUPER_BLOCKS_AHEAD`]
+/// super-blocks ahead.
 ///
 /// # Safety
 /// SSE.
 #[inline(always)]
 pub(crate) unsafe fn prefetch_super_block<B>(b: &B) {
     // SAFETY: forwarded caller guarantees.
-    unsafe { prefetch_ahead(std::slice::from_ref(b), 2) }
+    unsafe { prefetch_ahead(std::slice::from_ref(b), SUPER_BLOCKS_AHEAD) }
 }
 
-/// Share `step` of `steps` of the super-block two blocks after `b`: a k-quant strip kernel that
-/// works through its block in `steps` steps calls this once per step, so that the next blocks'
-/// lines are asked for a few at a time. For one column, asking for a whole strip block at once
-/// (37 to 53 lines, [`prefetch_super_block`]) at the start of each block left the products
-/// out of cache at about half of the memory's speed on AMD Zen 3
+/// Share `step` of `steps` of the super-block [`SUPER_BLOCKS_AHEAD`] blocks after `b`: a k-quant
+/// strip kernel that works through its block in `steps` steps calls this once per step, so that
+/// the next blocks' lines are asked for a few at a time. For one column, asking for a whole strip
+/// block at once (37 to 53 lines, [`prefetch_super_block`]) at the start of each block left the
+/// products out of cache at about half of the memory's speed on AMD Zen 3
 /// (`kernels/examples/gemv_bandwidth.rs`); spread, they run at the row-dot kernels' speed or
 /// above. With several columns the kernels keep the whole-block prefetch: the spread one,
 /// inside their steps, made Q4_K_M prompts about 15% slower there.
@@ -181,17 +196,14 @@ pub(crate) unsafe fn prefetch_super_block<B>(b: &B) {
 /// SSE.
 #[inline(always)]
 pub(crate) unsafe fn prefetch_spread<B>(b: &B, step: usize, steps: usize) {
-    let len = std::mem::size_of::<B>();
-    let lines = len.div_ceil(64);
-    let per = lines.div_ceil(steps);
-    let p = (b as *const B).cast::<i8>().wrapping_add(2 * len);
-    for line in per * step..(per * step + per).min(lines) {
-        // SAFETY: a prefetch is a hint: no access, no fault, whatever the address.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                p.wrapping_add(64 * line),
-            )
-        };
+    let per = std::mem::size_of::<B>().div_ceil(64).div_ceil(steps);
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        prefetch_lines_ahead(
+            std::slice::from_ref(b),
+            SUPER_BLOCKS_AHEAD,
+            per * step..per * step + per,
+        )
     }
 }
 
