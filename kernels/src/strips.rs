@@ -27,6 +27,7 @@ pub(crate) struct ActBlock {
 thread_local! {
     static ACT_BLOCKS: std::cell::Cell<Vec<ActBlock>> = const { std::cell::Cell::new(Vec::new()) };
     static ACT_K: std::cell::Cell<Vec<ActK>> = const { std::cell::Cell::new(Vec::new()) };
+    static DECODED: std::cell::Cell<Vec<Lanes>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// The per-block summaries of `a` for weights stored with unsigned offset `offset`, into this
@@ -155,6 +156,44 @@ pub(crate) trait StripKernel {
         out: &mut [f32],
         ldo: usize,
     );
+    /// From how many columns [`drive_with`] decodes each strip once ([`StripKernel::decode`])
+    /// for all its column calls ([`StripKernel::cols_decoded`]); `usize::MAX`, the default:
+    /// never, the column kernel reads the repacked strip. Decoding pays where rebuilding the
+    /// weight bytes from their packed bits is a large share of a column call's work (Q5_K and
+    /// Q6_K without 512-bit registers) and several calls share the strip.
+    const DECODE_FROM: usize = usize::MAX;
+    /// [`Lanes`] per block of a decoded strip.
+    const DECODED: usize = 0;
+    /// Writes strip `w` of `nb` blocks to `dec` (`nb * DECODED` words) in the form that
+    /// [`StripKernel::cols_decoded`] reads.
+    ///
+    /// # Safety
+    /// The kernel set's features; `w` is one strip of `nb` blocks; indexing is checked.
+    #[inline(always)]
+    unsafe fn decode(w: Self::W<'_>, nb: usize, dec: &mut [Lanes]) {
+        let _ = (w, nb, dec);
+    }
+    /// [`StripKernel::cols`] on a strip that [`StripKernel::decode`] wrote to `dec` (the
+    /// default reads `w` and ignores `dec`).
+    ///
+    /// # Safety
+    /// As [`StripKernel::cols`], and `dec` holds `w` decoded.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn cols_decoded<const RN: usize, const SPLIT: bool>(
+        w: Self::W<'_>,
+        dec: &[Lanes],
+        a: &[Self::A],
+        m: &[Self::M],
+        nb: usize,
+        rc: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let _ = dec;
+        // SAFETY: forwarded caller guarantees.
+        unsafe { Self::cols::<RN, SPLIT>(w, a, m, nb, rc, out, ldo) }
+    }
 }
 
 /// Every strip of `w` (`nb` blocks per row) against every column of `a`:
@@ -190,31 +229,93 @@ pub(crate) unsafe fn drive_with<S: StripKernel>(
     out: &mut [f32],
     ldo: usize,
 ) {
+    let cols = a.len() / nb;
+    if cols < S::DECODE_FROM {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { drive_strips::<S, false>(w, &mut [], a, m, nb, out, ldo) };
+        return;
+    }
+    let mut dec = DECODED.take();
+    if dec.len() < nb * S::DECODED {
+        dec.resize(nb * S::DECODED, Lanes([0; STRIP_ROWS]));
+    }
+    // SAFETY: forwarded caller guarantees; `dec` holds `nb * DECODED` words.
+    unsafe { drive_strips::<S, true>(w, &mut dec[..nb * S::DECODED], a, m, nb, out, ldo) };
+    DECODED.set(dec);
+}
+
+/// [`drive_with`]'s walk over the strips and columns; with `DEC`, each strip is decoded once
+/// into `dec` and its column calls read it.
+///
+/// # Safety
+/// As [`drive_with`], and with `DEC`, `dec.len() == nb * S::DECODED`.
+#[inline(always)]
+unsafe fn drive_strips<S: StripKernel, const DEC: bool>(
+    w: S::W<'_>,
+    dec: &mut [Lanes],
+    a: &[S::A],
+    m: &[S::M],
+    nb: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
     let (strips, cols) = (w.strips(nb), a.len() / nb);
     let cf = cols / S::COLS * S::COLS;
-    // SAFETY: forwarded caller guarantees; every strip is cut from `w` by `strip`.
+    // SAFETY: forwarded caller guarantees; every strip is cut from `w` by `strip` (and
+    // decoded before its column calls).
     unsafe {
         for s in 0..strips {
             let st = w.strip(nb, s);
+            if DEC {
+                S::decode(st, nb, dec);
+            }
+            let d = &*dec;
             let r0 = s * STRIP_ROWS;
             for c0 in (0..cf).step_by(S::COLS) {
+                let rc = (r0, c0);
                 match S::COLS {
-                    3 => S::cols::<3, false>(st, a, m, nb, (r0, c0), out, ldo),
-                    4 => S::cols::<4, false>(st, a, m, nb, (r0, c0), out, ldo),
-                    _ => S::cols::<8, false>(st, a, m, nb, (r0, c0), out, ldo),
+                    3 => col::<S, 3, false, DEC>(st, d, a, m, nb, rc, out, ldo),
+                    4 => col::<S, 4, false, DEC>(st, d, a, m, nb, rc, out, ldo),
+                    _ => col::<S, 8, false, DEC>(st, d, a, m, nb, rc, out, ldo),
                 }
             }
             let rc = (r0, cf);
             match cols - cf {
                 0 => {}
-                1 => S::cols::<1, true>(st, a, m, nb, rc, out, ldo),
-                2 => S::cols::<2, true>(st, a, m, nb, rc, out, ldo),
-                3 => S::cols::<3, true>(st, a, m, nb, rc, out, ldo),
-                4 => S::cols::<4, false>(st, a, m, nb, rc, out, ldo),
-                5 => S::cols::<5, false>(st, a, m, nb, rc, out, ldo),
-                6 => S::cols::<6, false>(st, a, m, nb, rc, out, ldo),
-                _ => S::cols::<7, false>(st, a, m, nb, rc, out, ldo),
+                1 => col::<S, 1, true, DEC>(st, d, a, m, nb, rc, out, ldo),
+                2 => col::<S, 2, true, DEC>(st, d, a, m, nb, rc, out, ldo),
+                3 => col::<S, 3, true, DEC>(st, d, a, m, nb, rc, out, ldo),
+                4 => col::<S, 4, false, DEC>(st, d, a, m, nb, rc, out, ldo),
+                5 => col::<S, 5, false, DEC>(st, d, a, m, nb, rc, out, ldo),
+                6 => col::<S, 6, false, DEC>(st, d, a, m, nb, rc, out, ldo),
+                _ => col::<S, 7, false, DEC>(st, d, a, m, nb, rc, out, ldo),
             }
+        }
+    }
+}
+
+/// One column call of [`drive_strips`]: on the decoded strip `dec` with `DEC`, else on `w`.
+///
+/// # Safety
+/// As [`StripKernel::cols`] (and [`StripKernel::cols_decoded`] with `DEC`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn col<S: StripKernel, const RN: usize, const SPLIT: bool, const DEC: bool>(
+    w: S::W<'_>,
+    dec: &[Lanes],
+    a: &[S::A],
+    m: &[S::M],
+    nb: usize,
+    rc: (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        if DEC {
+            S::cols_decoded::<RN, SPLIT>(w, dec, a, m, nb, rc, out, ldo)
+        } else {
+            S::cols::<RN, SPLIT>(w, a, m, nb, rc, out, ldo)
         }
     }
 }

@@ -156,34 +156,65 @@ unsafe fn scale_words<const SIGNED: bool>(p: *const u8) -> __m256i {
 }
 
 /// The k-quant VNNI step of one sub-block or group: `isum[c] += scale_r * sum_t vpdpbusd(w[t],
-/// word t of qs(c))` per row lane `r`, the rows' scales the 8 bytes at `sp` sign- (`SIGNED`) or
-/// zero-extended; exact while the sums fit i32.
+/// word t of qs(c))` per row lane `r`, the rows' scales `sc` ([`scale_words`]); exact while the
+/// sums fit i32.
 ///
 /// # Safety
 /// AVX2 and the features of the VNNI kind `VNNI` (not `NONE`); bytes `0 .. 4 N` at each
-/// `qs(c)` and 8 bytes at `sp` readable.
+/// `qs(c)` readable.
 #[inline(always)]
-unsafe fn add_scaled_dots<
-    const N: usize,
-    const RN: usize,
-    const SPLIT: bool,
-    const VNNI: u8,
-    const SIGNED: bool,
->(
+unsafe fn add_scaled_dots<const N: usize, const RN: usize, const SPLIT: bool, const VNNI: u8>(
     isum: &mut [__m256i; RN],
     w: &[__m256i; N],
     qs: impl Fn(usize) -> *const i8,
-    sp: *const u8,
+    sc: __m256i,
 ) {
     // SAFETY: forwarded caller guarantees.
     unsafe {
-        let sc = scale_words::<SIGNED>(sp);
         for (c, isum) in isum.iter_mut().enumerate() {
             let p = dp_words::<N, SPLIT, VNNI>(_mm256_setzero_si256(), w, qs(c));
             *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(p, sc));
         }
     }
 }
+
+/// The rows' scales of half `h` at `sp` (8 bytes, sign- (`SIGNED`) or zero-extended) as the
+/// column kernels multiply by them: i32 words for `vpmulld` with VNNI, else i16 pairs for
+/// `vpmaddwd`.
+///
+/// # Safety
+/// AVX2; 8 readable bytes at `sp`.
+#[inline(always)]
+unsafe fn scale_operand<const SIGNED: bool, const VNNI: u8>(sp: *const u8) -> __m256i {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        if VNNI != NONE {
+            scale_words::<SIGNED>(sp)
+        } else {
+            scale_pairs::<SIGNED>(sp)
+        }
+    }
+}
+
+/// Writes `v` to half `h` (rows `8 h .. 8 h + 8`) of `l`.
+///
+/// # Safety
+/// AVX.
+#[inline(always)]
+unsafe fn put_half(l: &mut Lanes, h: usize, v: __m256i) {
+    // SAFETY: `l.0[8 h ..]` is 32 bytes at a 32-byte aligned offset of an aligned `Lanes`.
+    unsafe { _mm256_store_si256(l.0.as_mut_ptr().add(HALF * h).cast(), v) }
+}
+
+/// Columns from which a Q4_K, Q5_K or Q6_K strip is decoded once per gemm call
+/// ([`StripKernel::decode`]): the bytes rebuilt from nibbles and high bits then serve every
+/// column call instead of being rebuilt in each.
+const DECODE_FROM: usize = 8;
+
+/// Decoded weight words per super-block: word `t` holds values `4 t .. 4 t + 4` of each row as
+/// unsigned bytes; the rows' scale operands ([`scale_operand`]) follow, one word per sub-block
+/// or group.
+const WORDS: usize = 64;
 
 /// Stores half `h` of `RN` columns' 8-row results at `out[(c0 + c) * ldo + r0 + 8 h ..]`.
 ///
@@ -420,7 +451,9 @@ pub(crate) unsafe fn strips_body<F: Fmt, const VNNI: u8>(
 
 /// Q4_K strips (and Q5_K strips: the same kernel with the fifth bits added to the nibbles and
 /// two i16 chains of four words per sub-block, each <= 4 * 7936), AVX2 column kernel. With
-/// VNNI: 8 `vpdpbusd` per sub-block and column, then one `vpmulld` by the rows' scales.
+/// VNNI: 8 `vpdpbusd` per sub-block and column, then one `vpmulld` by the rows' scales. For
+/// Q5_K with [`DECODE_FROM`] columns or more, each strip's value bytes (nibbles and fifth bits
+/// joined) and scale operands are decoded once per call, [`WORDS`] + 8 words per super-block.
 pub(crate) struct Q4K<B, const VNNI: u8>(std::marker::PhantomData<B>);
 
 impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
@@ -428,6 +461,10 @@ impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
     type A = BlockQ8_K;
     type M = ActK;
     const COLS: usize = COLS;
+    // Q4_K's nibbles cost one `vpand` (and a shift for odd sub-blocks) per register, less than
+    // reading twice the bytes back: decoding made its prompts slower.
+    const DECODE_FROM: usize = if B::Q5 { DECODE_FROM } else { usize::MAX };
+    const DECODED: usize = WORDS + 8;
     fn prep(a: &[BlockQ8_K]) -> Vec<ActK> {
         strips::act_k(a)
     }
@@ -440,69 +477,132 @@ impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
         a: &[BlockQ8_K],
         m: &[ActK],
         nb: usize,
-        (r0, c0): (usize, usize),
+        rc: (usize, usize),
         out: &mut [f32],
         ldo: usize,
     ) {
-        let a = &a[c0 * nb..(c0 + RN) * nb];
-        let m = &m[c0 * nb..(c0 + RN) * nb];
-        // SAFETY: features guaranteed by the caller; the aligned loads read 32-byte halves of
-        // 64-byte aligned `Lanes`, 8 bytes of `scales[s]` and 16-byte aligned halves of the
-        // `Scales16` fields; each activation read is inside its block's `qs`
-        // (`32 s + 32 <= 256`).
+        // SAFETY: forwarded caller guarantees.
+        unsafe { q4k_cols::<B, RN, SPLIT, VNNI, false>(w, &[], a, m, nb, rc, out, ldo) }
+    }
+    #[inline(always)]
+    unsafe fn decode(w: &[B], nb: usize, dec: &mut [Lanes]) {
+        // SAFETY: features guaranteed by the caller; see `k4_decode`.
         unsafe {
-            let ones = _mm256_set1_epi16(1);
-            let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
-            for (k, bk) in w.iter().enumerate().take(nb) {
-                if RN > 1 {
-                    super::prefetch_super_block(bk);
-                }
-                for (h, accf) in accf2.iter_mut().enumerate() {
-                    let b = bk.q4();
-                    let mut isum = [_mm256_setzero_si256(); RN];
-                    // Sub-block `s` is a const parameter: its nibble and fifth-bit shifts are
-                    // chosen at compile time and the 8 sub-blocks run without branches.
-                    let at = (k, nb, h);
-                    k4_sub::<0, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
-                    k4_sub::<1, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
-                    k4_sub::<2, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
-                    k4_sub::<3, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
-                    k4_sub::<4, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
-                    k4_sub::<5, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
-                    k4_sub::<6, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
-                    k4_sub::<7, B, RN, SPLIT, VNNI>(bk, a, at, &mut isum);
-                    let d = f16x8(b.d.0.as_ptr().add(HALF * h));
-                    let dmin = f16x8(b.dmin.0.as_ptr().add(HALF * h));
-                    let mins = [half(&b.mins[0], h), half(&b.mins[1], h)];
-                    for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
-                        let mk = &m[c * nb + k];
-                        let part = |w0: i32, w1: i32| {
-                            let (w0, w1) = (_mm256_set1_epi32(w0), _mm256_set1_epi32(w1));
-                            if VNNI != NONE {
-                                let p = dpbusd::<VNNI>(_mm256_setzero_si256(), mins[0], w0);
-                                dpbusd::<VNNI>(p, mins[1], w1)
-                            } else {
-                                let p0 = _mm256_maddubs_epi16(mins[0], w0);
-                                let p1 = _mm256_maddubs_epi16(mins[1], w1);
-                                _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones)
-                            }
-                        };
-                        let msum = _mm256_add_epi32(
-                            _mm256_slli_epi32(part(mk.bs[0], mk.bs[1]), 8),
-                            part(mk.bs[2], mk.bs[3]),
-                        );
-                        let yd = _mm256_set1_ps(mk.d);
-                        let t = _mm256_sub_ps(
-                            _mm256_mul_ps(_mm256_mul_ps(yd, d), _mm256_cvtepi32_ps(isum)),
-                            _mm256_mul_ps(_mm256_mul_ps(yd, dmin), _mm256_cvtepi32_ps(msum)),
-                        );
-                        *accf = _mm256_add_ps(*accf, t);
-                    }
+            for (bk, d) in w.iter().zip(dec.chunks_exact_mut(WORDS + 8)).take(nb) {
+                super::prefetch_super_block(bk);
+                for h in 0..2 {
+                    k4_decode::<0, B, VNNI>(bk, h, d);
+                    k4_decode::<1, B, VNNI>(bk, h, d);
+                    k4_decode::<2, B, VNNI>(bk, h, d);
+                    k4_decode::<3, B, VNNI>(bk, h, d);
+                    k4_decode::<4, B, VNNI>(bk, h, d);
+                    k4_decode::<5, B, VNNI>(bk, h, d);
+                    k4_decode::<6, B, VNNI>(bk, h, d);
+                    k4_decode::<7, B, VNNI>(bk, h, d);
                 }
             }
-            for (h, accf) in accf2.iter().enumerate() {
-                store_half(accf, (r0, c0, h), out, ldo);
+        }
+    }
+    #[inline(always)]
+    unsafe fn cols_decoded<const RN: usize, const SPLIT: bool>(
+        w: &[B],
+        dec: &[Lanes],
+        a: &[BlockQ8_K],
+        m: &[ActK],
+        nb: usize,
+        rc: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { q4k_cols::<B, RN, SPLIT, VNNI, true>(w, dec, a, m, nb, rc, out, ldo) }
+    }
+}
+
+/// The [`Q4K`] column kernel, on the strip `w` or (`DEC`) on its decoded words `dec`.
+///
+/// # Safety
+/// As [`StripKernel::cols`]; with `DEC`, `dec` holds `w` decoded ([`Q4K`]'s `decode`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn q4k_cols<
+    B: K4Block,
+    const RN: usize,
+    const SPLIT: bool,
+    const VNNI: u8,
+    const DEC: bool,
+>(
+    w: &[B],
+    dec: &[Lanes],
+    a: &[BlockQ8_K],
+    m: &[ActK],
+    nb: usize,
+    (r0, c0): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let a = &a[c0 * nb..(c0 + RN) * nb];
+    let m = &m[c0 * nb..(c0 + RN) * nb];
+    // SAFETY: features guaranteed by the caller; the aligned loads read 32-byte halves of
+    // 64-byte aligned `Lanes` and 16-byte aligned halves of the `Scales16` fields; each
+    // activation read is inside its block's `qs` (`32 s + 32 <= 256`).
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
+        for (k, bk) in w.iter().enumerate().take(nb) {
+            if RN > 1 && !DEC {
+                super::prefetch_super_block(bk);
             }
+            let dk = if DEC {
+                &dec[k * (WORDS + 8)..(k + 1) * (WORDS + 8)]
+            } else {
+                &[]
+            };
+            for (h, accf) in accf2.iter_mut().enumerate() {
+                let b = bk.q4();
+                let mut isum = [_mm256_setzero_si256(); RN];
+                // Sub-block `s` is a const parameter: its nibble and fifth-bit shifts are
+                // chosen at compile time and the 8 sub-blocks run without branches.
+                let at = (k, nb, h);
+                k4_sub::<0, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
+                k4_sub::<1, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
+                k4_sub::<2, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
+                k4_sub::<3, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
+                k4_sub::<4, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
+                k4_sub::<5, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
+                k4_sub::<6, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
+                k4_sub::<7, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
+                let d = f16x8(b.d.0.as_ptr().add(HALF * h));
+                let dmin = f16x8(b.dmin.0.as_ptr().add(HALF * h));
+                let mins = [half(&b.mins[0], h), half(&b.mins[1], h)];
+                for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
+                    let mk = &m[c * nb + k];
+                    let part = |w0: i32, w1: i32| {
+                        let (w0, w1) = (_mm256_set1_epi32(w0), _mm256_set1_epi32(w1));
+                        if VNNI != NONE {
+                            let p = dpbusd::<VNNI>(_mm256_setzero_si256(), mins[0], w0);
+                            dpbusd::<VNNI>(p, mins[1], w1)
+                        } else {
+                            let p0 = _mm256_maddubs_epi16(mins[0], w0);
+                            let p1 = _mm256_maddubs_epi16(mins[1], w1);
+                            _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones)
+                        }
+                    };
+                    let msum = _mm256_add_epi32(
+                        _mm256_slli_epi32(part(mk.bs[0], mk.bs[1]), 8),
+                        part(mk.bs[2], mk.bs[3]),
+                    );
+                    let yd = _mm256_set1_ps(mk.d);
+                    let t = _mm256_sub_ps(
+                        _mm256_mul_ps(_mm256_mul_ps(yd, d), _mm256_cvtepi32_ps(isum)),
+                        _mm256_mul_ps(_mm256_mul_ps(yd, dmin), _mm256_cvtepi32_ps(msum)),
+                    );
+                    *accf = _mm256_add_ps(*accf, t);
+                }
+            }
+        }
+        for (h, accf) in accf2.iter().enumerate() {
+            store_half(accf, (r0, c0, h), out, ldo);
         }
     }
 }
@@ -516,7 +616,9 @@ impl<B: K4Block + 'static, const VNNI: u8> StripKernel for Q4K<B, VNNI> {
 // The integer `isum` equals the scalar's, and the float step is the scalar's.
 
 /// Q6_K strips, AVX2 column kernel. With VNNI: per group and column one chain of 4
-/// `vpdpbusd`, then one `vpmulld` by the rows' signed scales.
+/// `vpdpbusd`, then one `vpmulld` by the rows' signed scales. With [`DECODE_FROM`] columns or
+/// more, each strip's 6-bit values and scale operands are decoded once per call, [`WORDS`] +
+/// 16 words per super-block.
 pub(crate) struct Q6K<const VNNI: u8>;
 
 impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
@@ -524,6 +626,8 @@ impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
     type A = BlockQ8_K;
     type M = ();
     const COLS: usize = COLS;
+    const DECODE_FROM: usize = DECODE_FROM;
+    const DECODED: usize = WORDS + 16;
     fn prep(_: &[BlockQ8_K]) -> Vec<()> {
         Vec::new()
     }
@@ -534,92 +638,141 @@ impl<const VNNI: u8> StripKernel for Q6K<VNNI> {
         a: &[BlockQ8_K],
         _: &[()],
         nb: usize,
-        (r0, c0): (usize, usize),
+        rc: (usize, usize),
         out: &mut [f32],
         ldo: usize,
     ) {
-        let a = &a[c0 * nb..(c0 + RN) * nb];
-        // SAFETY: features guaranteed by the caller; the aligned loads read 32-byte halves of
-        // 64-byte aligned `Lanes` and a 16-byte aligned half of `d`; 8 bytes of `scales[g]`;
-        // each activation read is inside its block's `qs` (`16 g + 16 <= 256`).
+        // SAFETY: forwarded caller guarantees.
+        unsafe { q6k_cols::<RN, SPLIT, VNNI, false>(w, &[], a, nb, rc, out, ldo) }
+    }
+    #[inline(always)]
+    unsafe fn decode(w: &[BlockQ6_Kx16], nb: usize, dec: &mut [Lanes]) {
+        // SAFETY: features guaranteed by the caller; see `q6_decode`.
         unsafe {
-            let lo16 = _mm256_set1_epi32(0xFFFF);
-            let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
-            for (k, b) in w.iter().enumerate().take(nb) {
-                if RN > 1 {
-                    super::prefetch_super_block(b);
-                }
-                for (h, accf) in accf2.iter_mut().enumerate() {
-                    let mut isum = [_mm256_setzero_si256(); RN];
-                    // Quarter `m` is a const parameter, so that its `qh` shift is chosen at
-                    // compile time and the 16 groups run without branches.
+            for (b, d) in w.iter().zip(dec.chunks_exact_mut(WORDS + 16)).take(nb) {
+                super::prefetch_super_block(b);
+                for h in 0..2 {
                     for n in 0..2 {
                         for jh in 0..2 {
-                            if RN == 1 {
-                                super::prefetch_spread(b, 4 * h + 2 * n + jh, 8);
-                            }
-                            let at = (k, nb, h, n, jh);
-                            q6_group::<0, RN, SPLIT, VNNI>(b, a, at, &mut isum);
-                            q6_group::<1, RN, SPLIT, VNNI>(b, a, at, &mut isum);
-                            q6_group::<2, RN, SPLIT, VNNI>(b, a, at, &mut isum);
-                            q6_group::<3, RN, SPLIT, VNNI>(b, a, at, &mut isum);
+                            q6_decode::<0, VNNI>(b, (h, n, jh), d);
+                            q6_decode::<1, VNNI>(b, (h, n, jh), d);
+                            q6_decode::<2, VNNI>(b, (h, n, jh), d);
+                            q6_decode::<3, VNNI>(b, (h, n, jh), d);
                         }
-                    }
-                    // Row r's scales of groups 2 j, 2 j + 1 as an i16 pair in its lane.
-                    let mut sp = [_mm256_setzero_si256(); 8];
-                    for (j, sp) in sp.iter_mut().enumerate() {
-                        let ld = |g: usize| {
-                            let p = b.scales[g].as_ptr().add(HALF * h);
-                            _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))
-                        };
-                        *sp = _mm256_or_si256(
-                            _mm256_and_si256(ld(2 * j), lo16),
-                            _mm256_slli_epi32(ld(2 * j + 1), 16),
-                        );
-                    }
-                    let d = f16x8(b.d.0.as_ptr().add(HALF * h));
-                    for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
-                        let y = &a[c * nb + k];
-                        let mut off = _mm256_setzero_si256();
-                        for (j, &sp) in sp.iter().enumerate() {
-                            let pair = (y.bsums[2 * j] as u16 as u32)
-                                | (y.bsums[2 * j + 1] as u16 as u32) << 16;
-                            let bs = _mm256_set1_epi32(pair as i32);
-                            off = _mm256_add_epi32(off, _mm256_madd_epi16(sp, bs));
-                        }
-                        let isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
-                        let yd = _mm256_set1_ps(y.d);
-                        let t = _mm256_mul_ps(_mm256_mul_ps(yd, d), _mm256_cvtepi32_ps(isum));
-                        *accf = _mm256_add_ps(*accf, t);
                     }
                 }
             }
-            for (h, accf) in accf2.iter().enumerate() {
-                store_half(accf, (r0, c0, h), out, ldo);
+        }
+    }
+    #[inline(always)]
+    unsafe fn cols_decoded<const RN: usize, const SPLIT: bool>(
+        w: &[BlockQ6_Kx16],
+        dec: &[Lanes],
+        a: &[BlockQ8_K],
+        _: &[()],
+        nb: usize,
+        rc: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { q6k_cols::<RN, SPLIT, VNNI, true>(w, dec, a, nb, rc, out, ldo) }
+    }
+}
+
+/// The [`Q6K`] column kernel, on the strip `w` or (`DEC`) on its decoded words `dec`.
+///
+/// # Safety
+/// As [`StripKernel::cols`]; with `DEC`, `dec` holds `w` decoded ([`Q6K`]'s `decode`).
+#[inline(always)]
+unsafe fn q6k_cols<const RN: usize, const SPLIT: bool, const VNNI: u8, const DEC: bool>(
+    w: &[BlockQ6_Kx16],
+    dec: &[Lanes],
+    a: &[BlockQ8_K],
+    nb: usize,
+    (r0, c0): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let a = &a[c0 * nb..(c0 + RN) * nb];
+    // SAFETY: features guaranteed by the caller; the aligned loads read 32-byte halves of
+    // 64-byte aligned `Lanes` and a 16-byte aligned half of `d`; 8 bytes of `scales[g]`;
+    // each activation read is inside its block's `qs` (`16 g + 16 <= 256`).
+    unsafe {
+        let lo16 = _mm256_set1_epi32(0xFFFF);
+        let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
+        for (k, b) in w.iter().enumerate().take(nb) {
+            if RN > 1 && !DEC {
+                super::prefetch_super_block(b);
             }
+            let dk = if DEC {
+                &dec[k * (WORDS + 16)..(k + 1) * (WORDS + 16)]
+            } else {
+                &[]
+            };
+            for (h, accf) in accf2.iter_mut().enumerate() {
+                let mut isum = [_mm256_setzero_si256(); RN];
+                // Quarter `m` is a const parameter, so that its `qh` shift is chosen at
+                // compile time and the 16 groups run without branches.
+                for n in 0..2 {
+                    for jh in 0..2 {
+                        if RN == 1 && !DEC {
+                            super::prefetch_spread(b, 4 * h + 2 * n + jh, 8);
+                        }
+                        let at = (k, nb, h, n, jh);
+                        q6_group::<0, RN, SPLIT, VNNI, DEC>(b, dk, a, at, &mut isum);
+                        q6_group::<1, RN, SPLIT, VNNI, DEC>(b, dk, a, at, &mut isum);
+                        q6_group::<2, RN, SPLIT, VNNI, DEC>(b, dk, a, at, &mut isum);
+                        q6_group::<3, RN, SPLIT, VNNI, DEC>(b, dk, a, at, &mut isum);
+                    }
+                }
+                // Row r's scales of groups 2 j, 2 j + 1 as an i16 pair in its lane.
+                let mut sp = [_mm256_setzero_si256(); 8];
+                for (j, sp) in sp.iter_mut().enumerate() {
+                    let ld = |g: usize| {
+                        let p = b.scales[g].as_ptr().add(HALF * h);
+                        _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))
+                    };
+                    *sp = _mm256_or_si256(
+                        _mm256_and_si256(ld(2 * j), lo16),
+                        _mm256_slli_epi32(ld(2 * j + 1), 16),
+                    );
+                }
+                let d = f16x8(b.d.0.as_ptr().add(HALF * h));
+                for (c, (accf, &isum)) in accf.iter_mut().zip(&isum).enumerate() {
+                    let y = &a[c * nb + k];
+                    let mut off = _mm256_setzero_si256();
+                    for (j, &sp) in sp.iter().enumerate() {
+                        let pair = (y.bsums[2 * j] as u16 as u32)
+                            | (y.bsums[2 * j + 1] as u16 as u32) << 16;
+                        let bs = _mm256_set1_epi32(pair as i32);
+                        off = _mm256_add_epi32(off, _mm256_madd_epi16(sp, bs));
+                    }
+                    let isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
+                    let yd = _mm256_set1_ps(y.d);
+                    let t = _mm256_mul_ps(_mm256_mul_ps(yd, d), _mm256_cvtepi32_ps(isum));
+                    *accf = _mm256_add_ps(*accf, t);
+                }
+            }
+        }
+        for (h, accf) in accf2.iter().enumerate() {
+            store_half(accf, (r0, c0, h), out, ldo);
         }
     }
 }
 
-/// One Q6_K group of half `h` of super-block `k` in the [`Q6K`] column kernel: group
-/// `g = 8 n + 2 M + jh` (half `n` of the super-block, quarter `M`, words `4 jh ..`), its 4
-/// registers of unsigned 6-bit quants against `RN` columns, added to `isum` times the rows'
-/// signed scales.
+/// The 4 registers of unsigned 6-bit values of group `g = 8 n + 2 M + jh` (half `n` of the
+/// super-block, quarter `M`, words `4 jh ..`), half `h`, rebuilt from `ql` and `qh`.
 ///
 /// # Safety
-/// As [`Q6K`]'s column kernel: AVX2 (and the VNNI kind's features), `a` holds `RN` columns of
-/// `nb` blocks.
+/// AVX2.
 #[inline(always)]
-unsafe fn q6_group<const M: usize, const RN: usize, const SPLIT: bool, const VNNI: u8>(
+unsafe fn q6_words<const M: usize>(
     b: &BlockQ6_Kx16,
-    a: &[BlockQ8_K],
-    (k, nb, h, n, jh): (usize, usize, usize, usize, usize),
-    isum: &mut [__m256i; RN],
-) {
-    let g = 8 * n + 2 * M + jh;
+    (h, n, jh): (usize, usize, usize),
+) -> [__m256i; 4] {
     // SAFETY: forwarded caller guarantees; the aligned loads read 32-byte halves of 64-byte
-    // aligned `Lanes`, 8 bytes of `scales[g]`; each activation read is inside its block's `qs`
-    // (`16 g + 16 <= 256`).
+    // aligned `Lanes`.
     unsafe {
         let nib = _mm256_set1_epi8(0x0F);
         let hi2 = _mm256_set1_epi8(0x30);
@@ -638,13 +791,77 @@ unsafe fn q6_group<const M: usize, const RN: usize, const SPLIT: bool, const VNN
             };
             *wv = _mm256_or_si256(_mm256_and_si256(l, nib), _mm256_and_si256(q, hi2));
         }
+        wv
+    }
+}
+
+/// Decodes group `g = 8 n + 2 M + jh`, half `h`, of `b` into the block's decoded words `d`:
+/// its values to words `4 g ..`, its scale operand to word `WORDS + g`.
+///
+/// # Safety
+/// AVX2; `d` holds `WORDS + 16` words (checked).
+#[inline(always)]
+unsafe fn q6_decode<const M: usize, const VNNI: u8>(
+    b: &BlockQ6_Kx16,
+    (h, n, jh): (usize, usize, usize),
+    d: &mut [Lanes],
+) {
+    let g = 8 * n + 2 * M + jh;
+    // SAFETY: forwarded caller guarantees; 8 bytes of `scales[g]` are read.
+    unsafe {
+        for (t, v) in q6_words::<M>(b, (h, n, jh)).into_iter().enumerate() {
+            put_half(&mut d[4 * g + t], h, v);
+        }
         let sp = b.scales[g].as_ptr().add(HALF * h).cast();
+        put_half(&mut d[WORDS + g], h, scale_operand::<true, VNNI>(sp));
+    }
+}
+
+/// One Q6_K group of half `h` of super-block `k` in the [`Q6K`] column kernel: group
+/// `g = 8 n + 2 M + jh` (half `n` of the super-block, quarter `M`, words `4 jh ..`), its 4
+/// registers of unsigned 6-bit quants against `RN` columns, added to `isum` times the rows'
+/// signed scales; with `DEC`, values and scales are read from the block's decoded words `dk`.
+///
+/// # Safety
+/// As [`Q6K`]'s column kernel: AVX2 (and the VNNI kind's features), `a` holds `RN` columns of
+/// `nb` blocks; with `DEC`, `dk` holds `b` decoded.
+#[inline(always)]
+unsafe fn q6_group<
+    const M: usize,
+    const RN: usize,
+    const SPLIT: bool,
+    const VNNI: u8,
+    const DEC: bool,
+>(
+    b: &BlockQ6_Kx16,
+    dk: &[Lanes],
+    a: &[BlockQ8_K],
+    (k, nb, h, n, jh): (usize, usize, usize, usize, usize),
+    isum: &mut [__m256i; RN],
+) {
+    let g = 8 * n + 2 * M + jh;
+    // SAFETY: forwarded caller guarantees; the aligned loads read 32-byte halves of 64-byte
+    // aligned `Lanes`, 8 bytes of `scales[g]`; each activation read is inside its block's `qs`
+    // (`16 g + 16 <= 256`).
+    unsafe {
+        let (wv, sc) = if DEC {
+            let mut wv = [_mm256_setzero_si256(); 4];
+            for (t, wv) in wv.iter_mut().enumerate() {
+                *wv = half(&dk[4 * g + t], h);
+            }
+            (wv, half(&dk[WORDS + g], h))
+        } else {
+            let sp = b.scales[g].as_ptr().add(HALF * h).cast();
+            (
+                q6_words::<M>(b, (h, n, jh)),
+                scale_operand::<true, VNNI>(sp),
+            )
+        };
         if VNNI != NONE {
             let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(16 * g);
-            add_scaled_dots::<4, RN, SPLIT, VNNI, true>(isum, &wv, qs, sp);
+            add_scaled_dots::<4, RN, SPLIT, VNNI>(isum, &wv, qs, sc);
             return;
         }
-        let sc = scale_pairs::<true>(sp);
         for (c, isum) in isum.iter_mut().enumerate() {
             let qs = a[c * nb + k].qs.as_ptr().add(16 * g);
             let p0 = madd_words::<2, false>(&[wv[0], wv[1]], qs);
@@ -655,27 +872,16 @@ unsafe fn q6_group<const M: usize, const RN: usize, const SPLIT: bool, const VNN
     }
 }
 
-/// Sub-block `S` of half `h` of super-block `k` in the [`Q4K`] column kernel: its 8 registers
-/// of nibbles (with the fifth bits when `B::Q5`) against `RN` columns, added to `isum` times the
-/// rows' scales.
+/// The 8 registers of unsigned values of sub-block `S`, half `h`: nibbles, with the fifth bits
+/// joined when `B::Q5`.
 ///
 /// # Safety
-/// As [`Q4K`]'s column kernel: AVX2 (and the VNNI kind's features), `a` holds `RN` columns of
-/// `nb` blocks.
+/// AVX2.
 #[inline(always)]
-unsafe fn k4_sub<const S: usize, B: K4Block, const RN: usize, const SPLIT: bool, const VNNI: u8>(
-    bk: &B,
-    a: &[BlockQ8_K],
-    (k, nb, h): (usize, usize, usize),
-    isum: &mut [__m256i; RN],
-) {
+unsafe fn k4_words<const S: usize, B: K4Block>(bk: &B, h: usize) -> [__m256i; 8] {
     // SAFETY: forwarded caller guarantees; the aligned loads read 32-byte halves of 64-byte
-    // aligned `Lanes`, 8 bytes of `scales[S]`; each activation read is inside its block's `qs`
-    // (`32 S + 32 <= 256`).
+    // aligned `Lanes`.
     unsafe {
-        if RN == 1 {
-            super::prefetch_spread(bk, 8 * h + S, 16);
-        }
         let b = bk.q4();
         let nib = _mm256_set1_epi8(0x0F);
         let fifth = _mm256_set1_epi8(0x10);
@@ -688,29 +894,88 @@ unsafe fn k4_sub<const S: usize, B: K4Block, const RN: usize, const SPLIT: bool,
                 _mm256_srli_epi16(raw, 4)
             };
             *wv = _mm256_and_si256(raw, nib);
-            if B::Q5 {
-                // Bit `S` of each `qh` byte to bit 4 (no bit crosses a byte).
-                let q = half(&bk.qh()[t], h);
-                let q = match S {
-                    0 => _mm256_slli_epi16(q, 4),
-                    1 => _mm256_slli_epi16(q, 3),
-                    2 => _mm256_slli_epi16(q, 2),
-                    3 => _mm256_slli_epi16(q, 1),
-                    4 => q,
-                    5 => _mm256_srli_epi16(q, 1),
-                    6 => _mm256_srli_epi16(q, 2),
-                    _ => _mm256_srli_epi16(q, 3),
-                };
-                *wv = _mm256_or_si256(*wv, _mm256_and_si256(q, fifth));
+            if !B::Q5 {
+                continue;
             }
+            // Bit `S` of each `qh` byte to bit 4 (no bit crosses a byte).
+            let q = half(&bk.qh()[t], h);
+            let q = match S {
+                0 => _mm256_slli_epi16(q, 4),
+                1 => _mm256_slli_epi16(q, 3),
+                2 => _mm256_slli_epi16(q, 2),
+                3 => _mm256_slli_epi16(q, 1),
+                4 => q,
+                5 => _mm256_srli_epi16(q, 1),
+                6 => _mm256_srli_epi16(q, 2),
+                _ => _mm256_srli_epi16(q, 3),
+            };
+            *wv = _mm256_or_si256(*wv, _mm256_and_si256(q, fifth));
         }
-        let sp = b.scales[S].as_ptr().add(HALF * h);
+        wv
+    }
+}
+
+/// Decodes sub-block `S`, half `h`, of `bk` into the block's decoded words `d`: its values to
+/// words `8 S ..`, its scale operand to word `WORDS + S`.
+///
+/// # Safety
+/// AVX2; `d` holds `WORDS + 8` words (checked).
+#[inline(always)]
+unsafe fn k4_decode<const S: usize, B: K4Block, const VNNI: u8>(bk: &B, h: usize, d: &mut [Lanes]) {
+    // SAFETY: forwarded caller guarantees; 8 bytes of `scales[S]` are read.
+    unsafe {
+        for (t, v) in k4_words::<S, B>(bk, h).into_iter().enumerate() {
+            put_half(&mut d[8 * S + t], h, v);
+        }
+        let sp = bk.q4().scales[S].as_ptr().add(HALF * h);
+        put_half(&mut d[WORDS + S], h, scale_operand::<false, VNNI>(sp));
+    }
+}
+
+/// Sub-block `S` of half `h` of super-block `k` in the [`Q4K`] column kernel: its 8 registers
+/// of nibbles (with the fifth bits when `B::Q5`) against `RN` columns, added to `isum` times the
+/// rows' scales; with `DEC`, values and scales are read from the block's decoded words `dk`.
+///
+/// # Safety
+/// As [`Q4K`]'s column kernel: AVX2 (and the VNNI kind's features), `a` holds `RN` columns of
+/// `nb` blocks; with `DEC`, `dk` holds `bk` decoded.
+#[inline(always)]
+unsafe fn k4_sub<
+    const S: usize,
+    B: K4Block,
+    const RN: usize,
+    const SPLIT: bool,
+    const VNNI: u8,
+    const DEC: bool,
+>(
+    bk: &B,
+    dk: &[Lanes],
+    a: &[BlockQ8_K],
+    (k, nb, h): (usize, usize, usize),
+    isum: &mut [__m256i; RN],
+) {
+    // SAFETY: forwarded caller guarantees; the aligned loads read 32-byte halves of 64-byte
+    // aligned `Lanes`, 8 bytes of `scales[S]`; each activation read is inside its block's `qs`
+    // (`32 S + 32 <= 256`).
+    unsafe {
+        if RN == 1 && !DEC {
+            super::prefetch_spread(bk, 8 * h + S, 16);
+        }
+        let (wv, sc) = if DEC {
+            let mut wv = [_mm256_setzero_si256(); 8];
+            for (t, wv) in wv.iter_mut().enumerate() {
+                *wv = half(&dk[8 * S + t], h);
+            }
+            (wv, half(&dk[WORDS + S], h))
+        } else {
+            let sp = bk.q4().scales[S].as_ptr().add(HALF * h);
+            (k4_words::<S, B>(bk, h), scale_operand::<false, VNNI>(sp))
+        };
         if VNNI != NONE {
             let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(32 * S);
-            add_scaled_dots::<8, RN, SPLIT, VNNI, false>(isum, &wv, qs, sp);
+            add_scaled_dots::<8, RN, SPLIT, VNNI>(isum, &wv, qs, sc);
             return;
         }
-        let sc = scale_pairs::<false>(sp);
         let [w0, w1, w2, w3, w4, w5, w6, w7] = wv;
         for (c, isum) in isum.iter_mut().enumerate() {
             let qs = a[c * nb + k].qs.as_ptr().add(32 * S);
