@@ -206,6 +206,30 @@ unsafe fn put_half(l: &mut Lanes, h: usize, v: __m256i) {
     unsafe { _mm256_store_si256(l.0.as_mut_ptr().add(HALF * h).cast(), v) }
 }
 
+/// The start of super-block `k` (`b`) in a k-quant column kernel: its decoded words (`per`
+/// of them) with `DEC`, else none; reading the packed strip for several columns, the whole
+/// block [`super::SUPER_BLOCKS_AHEAD`] ahead is prefetched here (one column spreads it over
+/// its steps instead).
+///
+/// # Safety
+/// SSE; with `DEC`, `dec` holds block `k`'s words (checked).
+#[inline(always)]
+unsafe fn block_start<'a, B, const RN: usize, const DEC: bool>(
+    b: &B,
+    dec: &'a [Lanes],
+    k: usize,
+    per: usize,
+) -> &'a [Lanes] {
+    if DEC {
+        return &dec[k * per..(k + 1) * per];
+    }
+    if RN > 1 {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { super::prefetch_super_block(b) };
+    }
+    &[]
+}
+
 /// Columns from which a Q4_K, Q5_K or Q6_K strip is decoded once per gemm call
 /// ([`StripKernel::decode`]): the bytes rebuilt from nibbles and high bits then serve every
 /// column call instead of being rebuilt in each.
@@ -550,14 +574,7 @@ unsafe fn q4k_cols<
         let ones = _mm256_set1_epi16(1);
         let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
         for (k, bk) in w.iter().enumerate().take(nb) {
-            if RN > 1 && !DEC {
-                super::prefetch_super_block(bk);
-            }
-            let dk = if DEC {
-                &dec[k * (WORDS + 8)..(k + 1) * (WORDS + 8)]
-            } else {
-                &[]
-            };
+            let dk = block_start::<B, RN, DEC>(bk, dec, k, WORDS + 8);
             for (h, accf) in accf2.iter_mut().enumerate() {
                 let b = bk.q4();
                 let mut isum = [_mm256_setzero_si256(); RN];
@@ -702,14 +719,7 @@ unsafe fn q6k_cols<const RN: usize, const SPLIT: bool, const VNNI: u8, const DEC
         let lo16 = _mm256_set1_epi32(0xFFFF);
         let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
         for (k, b) in w.iter().enumerate().take(nb) {
-            if RN > 1 && !DEC {
-                super::prefetch_super_block(b);
-            }
-            let dk = if DEC {
-                &dec[k * (WORDS + 16)..(k + 1) * (WORDS + 16)]
-            } else {
-                &[]
-            };
+            let dk = block_start::<BlockQ6_Kx16, RN, DEC>(b, dec, k, WORDS + 16);
             for (h, accf) in accf2.iter_mut().enumerate() {
                 let mut isum = [_mm256_setzero_si256(); RN];
                 // Quarter `m` is a const parameter, so that its `qh` shift is chosen at
