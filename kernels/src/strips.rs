@@ -5,7 +5,9 @@
 //! to cut one strip out of a repacked matrix, the per-call activation summaries it needs, and
 //! its column kernel (`RN` activation columns against one strip); [`drive`] walks the strips
 //! and the columns, [`StripKernel::COLS`] columns at a time and the leftover ones in one
-//! narrower call.
+//! narrower call. A kernel whose weights cost work to unpack can also have each strip decoded
+//! once per call, from [`StripKernel::DECODE_FROM`] columns on, so that its column calls read
+//! the decoded words ([`StripKernel::decode`], [`StripKernel::cols_decoded`]).
 //!
 //! The activation summaries shared by the kernels live here too: [`ActBlock`] (Q8_0 columns:
 //! scale and the seed that removes the weights' unsigned offset) and [`ActK`] (Q8_K columns:
