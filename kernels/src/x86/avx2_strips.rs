@@ -206,6 +206,44 @@ unsafe fn put_half(l: &mut Lanes, h: usize, v: __m256i) {
     unsafe { _mm256_store_si256(l.0.as_mut_ptr().add(HALF * h).cast(), v) }
 }
 
+/// Writes unit `u` (a sub-block or group of `N` words), half `h`, to a super-block's decoded
+/// words `d`: its values `wv` to words `N u ..`, its scale operand `sc` to word `WORDS + u`.
+///
+/// # Safety
+/// AVX; indexing is checked.
+#[inline(always)]
+unsafe fn put_unit<const N: usize>(
+    d: &mut [Lanes],
+    u: usize,
+    h: usize,
+    (wv, sc): ([__m256i; N], __m256i),
+) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        for (t, v) in wv.into_iter().enumerate() {
+            put_half(&mut d[N * u + t], h, v);
+        }
+        put_half(&mut d[WORDS + u], h, sc);
+    }
+}
+
+/// Unit `u`, half `h`, of a super-block's decoded words `d`, as [`put_unit`] wrote it: its
+/// values and its scale operand.
+///
+/// # Safety
+/// AVX; indexing is checked.
+#[inline(always)]
+unsafe fn unit<const N: usize>(d: &[Lanes], u: usize, h: usize) -> ([__m256i; N], __m256i) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        let mut wv = [_mm256_setzero_si256(); N];
+        for (t, wv) in wv.iter_mut().enumerate() {
+            *wv = half(&d[N * u + t], h);
+        }
+        (wv, half(&d[WORDS + u], h))
+    }
+}
+
 /// The start of super-block `k` (`b`) in a k-quant column kernel: its decoded words (`per`
 /// of them) with `DEC`, else none; reading the packed strip for several columns, the whole
 /// block [`super::SUPER_BLOCKS_AHEAD`] ahead is prefetched here (one column spreads it over
@@ -819,11 +857,9 @@ unsafe fn q6_decode<const M: usize, const VNNI: u8>(
     let g = 8 * n + 2 * M + jh;
     // SAFETY: forwarded caller guarantees; 8 bytes of `scales[g]` are read.
     unsafe {
-        for (t, v) in q6_words::<M>(b, (h, n, jh)).into_iter().enumerate() {
-            put_half(&mut d[4 * g + t], h, v);
-        }
         let sp = b.scales[g].as_ptr().add(HALF * h).cast();
-        put_half(&mut d[WORDS + g], h, scale_operand::<true, VNNI>(sp));
+        let sc = scale_operand::<true, VNNI>(sp);
+        put_unit(d, g, h, (q6_words::<M>(b, (h, n, jh)), sc));
     }
 }
 
@@ -855,11 +891,7 @@ unsafe fn q6_group<
     // (`16 g + 16 <= 256`).
     unsafe {
         let (wv, sc) = if DEC {
-            let mut wv = [_mm256_setzero_si256(); 4];
-            for (t, wv) in wv.iter_mut().enumerate() {
-                *wv = half(&dk[4 * g + t], h);
-            }
-            (wv, half(&dk[WORDS + g], h))
+            unit::<4>(dk, g, h)
         } else {
             let sp = b.scales[g].as_ptr().add(HALF * h).cast();
             (
@@ -934,11 +966,9 @@ unsafe fn k4_words<const S: usize, B: K4Block>(bk: &B, h: usize) -> [__m256i; 8]
 unsafe fn k4_decode<const S: usize, B: K4Block, const VNNI: u8>(bk: &B, h: usize, d: &mut [Lanes]) {
     // SAFETY: forwarded caller guarantees; 8 bytes of `scales[S]` are read.
     unsafe {
-        for (t, v) in k4_words::<S, B>(bk, h).into_iter().enumerate() {
-            put_half(&mut d[8 * S + t], h, v);
-        }
         let sp = bk.q4().scales[S].as_ptr().add(HALF * h);
-        put_half(&mut d[WORDS + S], h, scale_operand::<false, VNNI>(sp));
+        let sc = scale_operand::<false, VNNI>(sp);
+        put_unit(d, S, h, (k4_words::<S, B>(bk, h), sc));
     }
 }
 
@@ -972,11 +1002,7 @@ unsafe fn k4_sub<
             super::prefetch_spread(bk, 8 * h + S, 16);
         }
         let (wv, sc) = if DEC {
-            let mut wv = [_mm256_setzero_si256(); 8];
-            for (t, wv) in wv.iter_mut().enumerate() {
-                *wv = half(&dk[8 * S + t], h);
-            }
-            (wv, half(&dk[WORDS + S], h))
+            unit::<8>(dk, S, h)
         } else {
             let sp = bk.q4().scales[S].as_ptr().add(HALF * h);
             (k4_words::<S, B>(bk, h), scale_operand::<false, VNNI>(sp))
