@@ -12,6 +12,11 @@
 //! exact for every input byte, and the k-quant kernels end in the scalar twins' own float
 //! expression (bit-equal to them); the Q4_0/Q8_0 kernels accumulate in their own order.
 //!
+//! With four columns or more, the Q4_K and Q6_K kernels (Q6_K decoded) run both halves of a
+//! strip together ([`both_halves`]): on Zen 3 a `vpbroadcastd` of an activation word costs
+//! about as much as the `vpmaddubsw` it feeds, and this way each broadcast feeds two. (Q5_K
+//! measured no faster that way and keeps one half at a time.)
+//!
 //! The same kernels serve the `avxvnni` set: with a VNNI kind other than `NONE` (`VNNI`
 //! parameter, see [`super::vnni`]) each chain of byte products is one `vpdpbusd` per word into
 //! i32 lanes (exact for any bytes, so Q8_0 weights are not split), and a k-quant sub-block's
@@ -238,10 +243,30 @@ unsafe fn unit<const N: usize>(d: &[Lanes], u: usize, h: usize) -> ([__m256i; N]
     unsafe {
         let mut wv = [_mm256_setzero_si256(); N];
         for (t, wv) in wv.iter_mut().enumerate() {
-            *wv = half(&d[N * u + t], h);
+            *wv = unit_word::<N>(d, u, t, h);
         }
-        (wv, half(&d[WORDS + u], h))
+        (wv, unit_scale(d, u, h))
     }
+}
+
+/// Word `t` of unit `u` (of `N` words), half `h`, of a super-block's decoded words `d`.
+///
+/// # Safety
+/// AVX; indexing is checked.
+#[inline(always)]
+unsafe fn unit_word<const N: usize>(d: &[Lanes], u: usize, t: usize, h: usize) -> __m256i {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { half(&d[N * u + t], h) }
+}
+
+/// The scale operand of unit `u`, half `h`, of a super-block's decoded words `d`.
+///
+/// # Safety
+/// AVX; indexing is checked.
+#[inline(always)]
+unsafe fn unit_scale(d: &[Lanes], u: usize, h: usize) -> __m256i {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { half(&d[WORDS + u], h) }
 }
 
 /// The start of super-block `k` (`b`) in a k-quant column kernel: its decoded words (`per`
@@ -272,6 +297,13 @@ unsafe fn block_start<'a, B, const RN: usize, const DEC: bool>(
 /// ([`StripKernel::decode`]): the bytes rebuilt from nibbles and high bits then serve every
 /// column call instead of being rebuilt in each.
 const DECODE_FROM: usize = 8;
+
+/// Columns from which the k-quant column kernels without VNNI run both halves of a strip
+/// together, broadcasting each activation word once for the two.
+const BOTH_FROM: usize = 4;
+
+/// Columns per pass of [`both_halves`] (two halves times four columns: 8 i16 chains).
+const BOTH_COLS: usize = 4;
 
 /// Decoded weight words per super-block: word `t` holds values `4 t .. 4 t + 4` of each row as
 /// unsigned bytes; the rows' scale operands ([`scale_operand`]) follow, one word per sub-block
@@ -613,20 +645,34 @@ unsafe fn q4k_cols<
         let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
         for (k, bk) in w.iter().enumerate().take(nb) {
             let dk = block_start::<B, RN, DEC>(bk, dec, k, WORDS + 8);
-            for (h, accf) in accf2.iter_mut().enumerate() {
+            let mut isum2 = [[_mm256_setzero_si256(); RN]; 2];
+            // Sub-block `s` is a const parameter: its nibble and fifth-bit shifts are chosen at
+            // compile time and the 8 sub-blocks run without branches.
+            if VNNI == NONE && RN >= BOTH_FROM && !B::Q5 {
+                let at = (k, nb);
+                k4_sub_both::<0, B, RN>(bk, a, at, &mut isum2);
+                k4_sub_both::<1, B, RN>(bk, a, at, &mut isum2);
+                k4_sub_both::<2, B, RN>(bk, a, at, &mut isum2);
+                k4_sub_both::<3, B, RN>(bk, a, at, &mut isum2);
+                k4_sub_both::<4, B, RN>(bk, a, at, &mut isum2);
+                k4_sub_both::<5, B, RN>(bk, a, at, &mut isum2);
+                k4_sub_both::<6, B, RN>(bk, a, at, &mut isum2);
+                k4_sub_both::<7, B, RN>(bk, a, at, &mut isum2);
+            } else {
+                for (h, isum) in isum2.iter_mut().enumerate() {
+                    let at = (k, nb, h);
+                    k4_sub::<0, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, isum);
+                    k4_sub::<1, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, isum);
+                    k4_sub::<2, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, isum);
+                    k4_sub::<3, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, isum);
+                    k4_sub::<4, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, isum);
+                    k4_sub::<5, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, isum);
+                    k4_sub::<6, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, isum);
+                    k4_sub::<7, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, isum);
+                }
+            }
+            for ((h, accf), isum) in accf2.iter_mut().enumerate().zip(isum2) {
                 let b = bk.q4();
-                let mut isum = [_mm256_setzero_si256(); RN];
-                // Sub-block `s` is a const parameter: its nibble and fifth-bit shifts are
-                // chosen at compile time and the 8 sub-blocks run without branches.
-                let at = (k, nb, h);
-                k4_sub::<0, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
-                k4_sub::<1, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
-                k4_sub::<2, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
-                k4_sub::<3, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
-                k4_sub::<4, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
-                k4_sub::<5, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
-                k4_sub::<6, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
-                k4_sub::<7, B, RN, SPLIT, VNNI, DEC>(bk, dk, a, at, &mut isum);
                 let d = f16x8(b.d.0.as_ptr().add(HALF * h));
                 let dmin = f16x8(b.dmin.0.as_ptr().add(HALF * h));
                 let mins = [half(&b.mins[0], h), half(&b.mins[1], h)];
@@ -758,22 +804,34 @@ unsafe fn q6k_cols<const RN: usize, const SPLIT: bool, const VNNI: u8, const DEC
         let mut accf2 = [[_mm256_setzero_ps(); RN]; 2];
         for (k, b) in w.iter().enumerate().take(nb) {
             let dk = block_start::<BlockQ6_Kx16, RN, DEC>(b, dec, k, WORDS + 16);
-            for (h, accf) in accf2.iter_mut().enumerate() {
-                let mut isum = [_mm256_setzero_si256(); RN];
-                // Quarter `m` is a const parameter, so that its `qh` shift is chosen at
-                // compile time and the 16 groups run without branches.
-                for n in 0..2 {
-                    for jh in 0..2 {
-                        if RN == 1 && !DEC {
-                            super::prefetch_spread(b, 4 * h + 2 * n + jh, 8);
+            let mut isum2 = [[_mm256_setzero_si256(); RN]; 2];
+            if VNNI == NONE && RN >= BOTH_FROM && DEC {
+                // Both halves at once: each activation word broadcast once for the two.
+                for g in 0..16 {
+                    let sc = [unit_scale(dk, g, 0), unit_scale(dk, g, 1)];
+                    let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(16 * g);
+                    let word = |h: usize, t: usize| unit_word::<4>(dk, g, t, h);
+                    both_halves::<4, 2, RN>(word, sc, qs, &mut isum2);
+                }
+            } else {
+                for (h, isum) in isum2.iter_mut().enumerate() {
+                    // Quarter `m` is a const parameter, so that its `qh` shift is chosen at
+                    // compile time and the 16 groups run without branches.
+                    for n in 0..2 {
+                        for jh in 0..2 {
+                            if RN == 1 && !DEC {
+                                super::prefetch_spread(b, 4 * h + 2 * n + jh, 8);
+                            }
+                            let at = (k, nb, h, n, jh);
+                            q6_group::<0, RN, SPLIT, VNNI, DEC>(b, dk, a, at, isum);
+                            q6_group::<1, RN, SPLIT, VNNI, DEC>(b, dk, a, at, isum);
+                            q6_group::<2, RN, SPLIT, VNNI, DEC>(b, dk, a, at, isum);
+                            q6_group::<3, RN, SPLIT, VNNI, DEC>(b, dk, a, at, isum);
                         }
-                        let at = (k, nb, h, n, jh);
-                        q6_group::<0, RN, SPLIT, VNNI, DEC>(b, dk, a, at, &mut isum);
-                        q6_group::<1, RN, SPLIT, VNNI, DEC>(b, dk, a, at, &mut isum);
-                        q6_group::<2, RN, SPLIT, VNNI, DEC>(b, dk, a, at, &mut isum);
-                        q6_group::<3, RN, SPLIT, VNNI, DEC>(b, dk, a, at, &mut isum);
                     }
                 }
+            }
+            for ((h, accf), isum) in accf2.iter_mut().enumerate().zip(isum2) {
                 // Row r's scales of groups 2 j, 2 j + 1 as an i16 pair in its lane.
                 let mut sp = [_mm256_setzero_si256(); 8];
                 for (j, sp) in sp.iter_mut().enumerate() {
@@ -924,36 +982,46 @@ unsafe fn k4_words<const S: usize, B: K4Block>(bk: &B, h: usize) -> [__m256i; 8]
     // SAFETY: forwarded caller guarantees; the aligned loads read 32-byte halves of 64-byte
     // aligned `Lanes`.
     unsafe {
-        let b = bk.q4();
-        let nib = _mm256_set1_epi8(0x0F);
-        let fifth = _mm256_set1_epi8(0x10);
         let mut wv = [_mm256_setzero_si256(); 8];
         for (t, wv) in wv.iter_mut().enumerate() {
-            let raw = half(&b.qs[8 * (S / 2) + t], h);
-            let raw = if S.is_multiple_of(2) {
-                raw
-            } else {
-                _mm256_srli_epi16(raw, 4)
-            };
-            *wv = _mm256_and_si256(raw, nib);
-            if !B::Q5 {
-                continue;
-            }
-            // Bit `S` of each `qh` byte to bit 4 (no bit crosses a byte).
-            let q = half(&bk.qh()[t], h);
-            let q = match S {
-                0 => _mm256_slli_epi16(q, 4),
-                1 => _mm256_slli_epi16(q, 3),
-                2 => _mm256_slli_epi16(q, 2),
-                3 => _mm256_slli_epi16(q, 1),
-                4 => q,
-                5 => _mm256_srli_epi16(q, 1),
-                6 => _mm256_srli_epi16(q, 2),
-                _ => _mm256_srli_epi16(q, 3),
-            };
-            *wv = _mm256_or_si256(*wv, _mm256_and_si256(q, fifth));
+            *wv = k4_word::<S, B>(bk, h, t);
         }
         wv
+    }
+}
+
+/// Word `t` of [`k4_words`]: values `4 t .. 4 t + 4` of sub-block `S` of each row of half `h`.
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn k4_word<const S: usize, B: K4Block>(bk: &B, h: usize, t: usize) -> __m256i {
+    // SAFETY: forwarded caller guarantees; the aligned loads read 32-byte halves of 64-byte
+    // aligned `Lanes`.
+    unsafe {
+        let raw = half(&bk.q4().qs[8 * (S / 2) + t], h);
+        let raw = if S.is_multiple_of(2) {
+            raw
+        } else {
+            _mm256_srli_epi16(raw, 4)
+        };
+        let v = _mm256_and_si256(raw, _mm256_set1_epi8(0x0F));
+        if !B::Q5 {
+            return v;
+        }
+        // Bit `S` of each `qh` byte to bit 4 (no bit crosses a byte).
+        let q = half(&bk.qh()[t], h);
+        let q = match S {
+            0 => _mm256_slli_epi16(q, 4),
+            1 => _mm256_slli_epi16(q, 3),
+            2 => _mm256_slli_epi16(q, 2),
+            3 => _mm256_slli_epi16(q, 1),
+            4 => q,
+            5 => _mm256_srli_epi16(q, 1),
+            6 => _mm256_srli_epi16(q, 2),
+            _ => _mm256_srli_epi16(q, 3),
+        };
+        _mm256_or_si256(v, _mm256_and_si256(q, _mm256_set1_epi8(0x10)))
     }
 }
 
@@ -1023,6 +1091,71 @@ unsafe fn k4_sub<
                 _mm256_madd_epi16(madd_words::<8, SPLIT>(&wv, qs), sc)
             };
             *isum = _mm256_add_epi32(*isum, p);
+        }
+    }
+}
+
+/// Sub-block `S` of super-block `k` in the [`Q4K`] column kernel without VNNI, both halves at
+/// once ([`both_halves`]), the integers of [`k4_sub`]; Q4_K only (for Q5_K it measured slower).
+///
+/// # Safety
+/// As [`k4_sub`], without VNNI.
+#[inline(always)]
+unsafe fn k4_sub_both<const S: usize, B: K4Block, const RN: usize>(
+    bk: &B,
+    a: &[BlockQ8_K],
+    (k, nb): (usize, usize),
+    isum: &mut [[__m256i; RN]; 2],
+) {
+    // SAFETY: forwarded caller guarantees; as `k4_sub`.
+    unsafe {
+        let sp = bk.q4().scales[S].as_ptr();
+        let sc = [
+            scale_operand::<false, NONE>(sp),
+            scale_operand::<false, NONE>(sp.add(HALF)),
+        ];
+        let qs = |c: usize| a[c * nb + k].qs.as_ptr().add(32 * S);
+        both_halves::<8, 8, RN>(|h, t| k4_word::<S, B>(bk, h, t), sc, qs, isum);
+    }
+}
+
+/// One unit (sub-block or group) of `N` weight words for both halves of a strip and `RN`
+/// columns, without VNNI: `isum[h][c] += sc[h] * sum_t maddubs(word(h, t), word t of qs(c))`
+/// per row lane, in i16 chains of `CHAIN` words (exact while a chain fits i16, see the module
+/// documentation), each chain's sum then multiplied by the rows' scale pairs `sc[h]` with
+/// `vpmaddwd`. Each activation word is broadcast once for the two halves (on Zen 3 the
+/// broadcast costs about as much as the product), and the columns go [`BOTH_COLS`] at a time.
+///
+/// # Safety
+/// AVX2; `word` and `qs` return readable operands (bytes `0 .. 4 N` at each `qs(c)`).
+#[inline(always)]
+unsafe fn both_halves<const N: usize, const CHAIN: usize, const RN: usize>(
+    word: impl Fn(usize, usize) -> __m256i,
+    sc: [__m256i; 2],
+    qs: impl Fn(usize) -> *const i8,
+    isum: &mut [[__m256i; RN]; 2],
+) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        for c0 in (0..RN).step_by(BOTH_COLS) {
+            let cn = BOTH_COLS.min(RN - c0);
+            for part in 0..N / CHAIN {
+                let mut p = [[_mm256_setzero_si256(); BOTH_COLS]; 2];
+                for t in CHAIN * part..CHAIN * (part + 1) {
+                    let w = [word(0, t), word(1, t)];
+                    for c in 0..cn {
+                        let x = bcast(qs(c0 + c), t);
+                        for (p, &w) in p.iter_mut().zip(&w) {
+                            p[c] = _mm256_add_epi16(p[c], _mm256_maddubs_epi16(w, x));
+                        }
+                    }
+                }
+                for ((isum, p), &sc) in isum.iter_mut().zip(&p).zip(&sc) {
+                    for (isum, &p) in isum[c0..c0 + cn].iter_mut().zip(p) {
+                        *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(p, sc));
+                    }
+                }
+            }
         }
     }
 }
