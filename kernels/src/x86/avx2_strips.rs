@@ -12,10 +12,10 @@
 //! exact for every input byte, and the k-quant kernels end in the scalar twins' own float
 //! expression (bit-equal to them); the Q4_0/Q8_0 kernels accumulate in their own order.
 //!
-//! With four columns or more, the Q4_K and Q6_K kernels (Q6_K decoded) run both halves of a
-//! strip together ([`both_halves`]): on Zen 3 a `vpbroadcastd` of an activation word costs
-//! about as much as the `vpmaddubsw` it feeds, and this way each broadcast feeds two. (Q5_K
-//! measured no faster that way and keeps one half at a time.)
+//! In full calls of four columns, the Q4_0, Q4_K and Q6_K kernels (Q6_K decoded) run both
+//! halves of a strip together ([`both_chain`]): on Zen 3 a `vpbroadcastd` of an activation word
+//! costs about as much as the `vpmaddubsw` it feeds, and this way each broadcast feeds two.
+//! (Q5_K and Q8_0 measured no faster that way and keep one half at a time.)
 //!
 //! The same kernels serve the `avxvnni` set: with a VNNI kind other than `NONE` (`VNNI`
 //! parameter, see [`super::vnni`]) each chain of byte products is one `vpdpbusd` per word into
@@ -298,12 +298,9 @@ unsafe fn block_start<'a, B, const RN: usize, const DEC: bool>(
 /// column call instead of being rebuilt in each.
 const DECODE_FROM: usize = 8;
 
-/// Columns from which the k-quant column kernels without VNNI run both halves of a strip
-/// together, broadcasting each activation word once for the two.
-const BOTH_FROM: usize = 4;
-
-/// Columns per pass of [`both_halves`] (two halves times four columns: 8 i16 chains).
-const BOTH_COLS: usize = 4;
+/// Columns of a full column call, in which the kernels without VNNI run both halves of a strip
+/// together ([`both_halves`]): two halves times four columns, 8 i16 chains.
+const BOTH_COLS: usize = COLS;
 
 /// Decoded weight words per super-block: word `t` holds values `4 t .. 4 t + 4` of each row as
 /// unsigned bytes; the rows' scale operands ([`scale_operand`]) follow, one word per sub-block
@@ -350,6 +347,33 @@ pub(crate) trait Fmt {
         qs: [*const i8; RN],
         seed: [i32; RN],
     ) -> [__m256i; RN];
+    /// Whether full column calls without VNNI take both halves at once ([`Fmt::idots_both`]).
+    const BOTH: bool;
+    /// Without VNNI: `isum[h][c] += sum_i u_i a_i` per row of half `h` of one block (`q`)
+    /// against the 32 activation bytes at each `qs(c)`; by default one half after the other
+    /// ([`Fmt::idots`]).
+    ///
+    /// # Safety
+    /// AVX2; `q` holds the block's groups, 32 bytes readable at each `qs(c)`.
+    #[inline(always)]
+    unsafe fn idots_both<const RN: usize>(
+        q: &[Lanes],
+        qs: impl Fn(usize) -> *const i8,
+        isum: &mut [[__m256i; RN]; 2],
+    ) {
+        let mut ptrs = [std::ptr::null(); RN];
+        for (c, p) in ptrs.iter_mut().enumerate() {
+            *p = qs(c);
+        }
+        for (h, isum) in isum.iter_mut().enumerate() {
+            // SAFETY: forwarded caller guarantees.
+            let d = unsafe { Self::idots::<RN, false, NONE>(q, h, ptrs, [0; RN]) };
+            for (isum, d) in isum.iter_mut().zip(d) {
+                // SAFETY: forwarded caller guarantees.
+                *isum = unsafe { _mm256_add_epi32(*isum, d) };
+            }
+        }
+    }
 }
 
 /// Q4_0: register `s < 8` of a half block holds the low (`s < 4`) or high nibbles of group
@@ -359,6 +383,7 @@ pub(crate) struct Q4_0;
 impl Fmt for Q4_0 {
     const GROUPS: usize = repack::Q4_0_GROUPS;
     const OFFSET: i32 = 8;
+    const BOTH: bool = true;
     #[inline(always)]
     unsafe fn idots<const RN: usize, const SPLIT: bool, const VNNI: u8>(
         q: &[Lanes],
@@ -389,6 +414,25 @@ impl Fmt for Q4_0 {
             out
         }
     }
+    #[inline(always)]
+    unsafe fn idots_both<const RN: usize>(
+        q: &[Lanes],
+        qs: impl Fn(usize) -> *const i8,
+        isum: &mut [[__m256i; RN]; 2],
+    ) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe {
+            let nib = _mm256_set1_epi8(0x0F);
+            let mut p = [[_mm256_setzero_si256(); RN]; 2];
+            let lo = |h: usize, t: usize| _mm256_and_si256(half(&q[t], h), nib);
+            both_chain::<4, RN>(lo, &qs, &mut p);
+            let hi =
+                |h: usize, t: usize| _mm256_and_si256(_mm256_srli_epi16(half(&q[t], h), 4), nib);
+            both_chain::<4, RN>(hi, |c| qs(c).add(16), &mut p);
+            let ones = _mm256_set1_epi16(1);
+            both_scale(&p, [ones, ones], isum);
+        }
+    }
 }
 
 /// Q8_0 (bytes biased to unsigned, `u = w + 128`): `u = 16 hi + lo`, each nibble against the
@@ -398,6 +442,8 @@ pub(crate) struct Q8_0;
 impl Fmt for Q8_0 {
     const GROUPS: usize = repack::Q8_0_GROUPS;
     const OFFSET: i32 = 128;
+    // Both halves at once (lo and hi nibble chains in turn) measured slower: pp512 29.6 -> 26.4.
+    const BOTH: bool = false;
     #[inline(always)]
     unsafe fn idots<const RN: usize, const SPLIT: bool, const VNNI: u8>(
         q: &[Lanes],
@@ -473,6 +519,31 @@ impl<F: Fmt, const VNNI: u8> StripKernel for Blocks<F, VNNI> {
         // SAFETY: features guaranteed by the caller; `w.q` holds `nb * GROUPS` groups and
         // `w.d` `nb` scales (one strip); each activation read is inside its block's 32 bytes.
         unsafe {
+            if VNNI == NONE && RN == BOTH_COLS && F::BOTH {
+                // Both halves at once, each activation word broadcast once for the two.
+                let mut acc = [[_mm256_setzero_ps(); RN]; 2];
+                for k in 0..nb {
+                    let q = &w.q[k * F::GROUPS..(k + 1) * F::GROUPS];
+                    super::prefetch_group_block(q, &w.d[k], F::GROUPS);
+                    let mut isum = [[_mm256_setzero_si256(); RN]; 2];
+                    for c in 0..RN {
+                        let seed = _mm256_set1_epi32(m[c * nb + k].seed);
+                        (isum[0][c], isum[1][c]) = (seed, seed);
+                    }
+                    F::idots_both::<RN>(q, |c| a[c * nb + k].qs.as_ptr(), &mut isum);
+                    for (h, (acc, isum)) in acc.iter_mut().zip(&isum).enumerate() {
+                        let dw = f16x8(w.d[k].0.as_ptr().add(HALF * h));
+                        for (c, (acc, &i)) in acc.iter_mut().zip(isum).enumerate() {
+                            let sc = _mm256_mul_ps(dw, _mm256_set1_ps(m[c * nb + k].d));
+                            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, *acc);
+                        }
+                    }
+                }
+                for (h, acc) in acc.iter().enumerate() {
+                    store_half(acc, (r0, c0, h), out, ldo);
+                }
+                return;
+            }
             // Few columns (generation): both halves of each block in turn, so the strip streams
             // once. More: one half at a time, whose 8 weight registers stay while 4 columns pass.
             let (halves, passes) = if RN <= 2 { (2, 1) } else { (1, 2) };
@@ -648,7 +719,7 @@ unsafe fn q4k_cols<
             let mut isum2 = [[_mm256_setzero_si256(); RN]; 2];
             // Sub-block `s` is a const parameter: its nibble and fifth-bit shifts are chosen at
             // compile time and the 8 sub-blocks run without branches.
-            if VNNI == NONE && RN >= BOTH_FROM && !B::Q5 {
+            if VNNI == NONE && RN == BOTH_COLS && !B::Q5 {
                 let at = (k, nb);
                 k4_sub_both::<0, B, RN>(bk, a, at, &mut isum2);
                 k4_sub_both::<1, B, RN>(bk, a, at, &mut isum2);
@@ -805,7 +876,7 @@ unsafe fn q6k_cols<const RN: usize, const SPLIT: bool, const VNNI: u8, const DEC
         for (k, b) in w.iter().enumerate().take(nb) {
             let dk = block_start::<BlockQ6_Kx16, RN, DEC>(b, dec, k, WORDS + 16);
             let mut isum2 = [[_mm256_setzero_si256(); RN]; 2];
-            if VNNI == NONE && RN >= BOTH_FROM && DEC {
+            if VNNI == NONE && RN == BOTH_COLS && DEC {
                 // Both halves at once: each activation word broadcast once for the two.
                 for g in 0..16 {
                     let sc = [unit_scale(dk, g, 0), unit_scale(dk, g, 1)];
@@ -1123,8 +1194,7 @@ unsafe fn k4_sub_both<const S: usize, B: K4Block, const RN: usize>(
 /// columns, without VNNI: `isum[h][c] += sc[h] * sum_t maddubs(word(h, t), word t of qs(c))`
 /// per row lane, in i16 chains of `CHAIN` words (exact while a chain fits i16, see the module
 /// documentation), each chain's sum then multiplied by the rows' scale pairs `sc[h]` with
-/// `vpmaddwd`. Each activation word is broadcast once for the two halves (on Zen 3 the
-/// broadcast costs about as much as the product), and the columns go [`BOTH_COLS`] at a time.
+/// `vpmaddwd` ([`both_chain`], [`both_scale`]).
 ///
 /// # Safety
 /// AVX2; `word` and `qs` return readable operands (bytes `0 .. 4 N` at each `qs(c)`).
@@ -1137,25 +1207,58 @@ unsafe fn both_halves<const N: usize, const CHAIN: usize, const RN: usize>(
 ) {
     // SAFETY: forwarded caller guarantees.
     unsafe {
-        for c0 in (0..RN).step_by(BOTH_COLS) {
-            let cn = BOTH_COLS.min(RN - c0);
-            for part in 0..N / CHAIN {
-                let mut p = [[_mm256_setzero_si256(); BOTH_COLS]; 2];
-                for t in CHAIN * part..CHAIN * (part + 1) {
-                    let w = [word(0, t), word(1, t)];
-                    for c in 0..cn {
-                        let x = bcast(qs(c0 + c), t);
-                        for (p, &w) in p.iter_mut().zip(&w) {
-                            p[c] = _mm256_add_epi16(p[c], _mm256_maddubs_epi16(w, x));
-                        }
-                    }
-                }
-                for ((isum, p), &sc) in isum.iter_mut().zip(&p).zip(&sc) {
-                    for (isum, &p) in isum[c0..c0 + cn].iter_mut().zip(p) {
-                        *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(p, sc));
-                    }
+        for part in 0..N / CHAIN {
+            let mut p = [[_mm256_setzero_si256(); RN]; 2];
+            let word = |h: usize, t: usize| word(h, CHAIN * part + t);
+            let qs = |c: usize| qs(c).add(4 * CHAIN * part);
+            both_chain::<CHAIN, RN>(word, qs, &mut p);
+            both_scale(&p, sc, isum);
+        }
+    }
+}
+
+/// `p[h][c] += sum_{t < N} maddubs(word(h, t), word t of qs(c))` in i16 lanes, for both halves
+/// `h` of a strip and `RN` columns: each activation word is broadcast once for the two halves
+/// (on Zen 3 the broadcast costs about as much as the product it feeds).
+///
+/// # Safety
+/// AVX2; `word` and `qs` return readable operands (bytes `0 .. 4 N` at each `qs(c)`); the
+/// sums fit i16.
+#[inline(always)]
+unsafe fn both_chain<const N: usize, const RN: usize>(
+    word: impl Fn(usize, usize) -> __m256i,
+    qs: impl Fn(usize) -> *const i8,
+    p: &mut [[__m256i; RN]; 2],
+) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        for t in 0..N {
+            let w = [word(0, t), word(1, t)];
+            for c in 0..RN {
+                let x = bcast(qs(c), t);
+                for (p, &w) in p.iter_mut().zip(&w) {
+                    p[c] = _mm256_add_epi16(p[c], _mm256_maddubs_epi16(w, x));
                 }
             }
+        }
+    }
+}
+
+/// `isum[h][c] += vpmaddwd(p[h][c], sc[h])`: [`both_chain`]'s i16 sums times each half's rows'
+/// scale pairs, in i32 lanes.
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn both_scale<const RN: usize>(
+    p: &[[__m256i; RN]; 2],
+    sc: [__m256i; 2],
+    isum: &mut [[__m256i; RN]; 2],
+) {
+    for ((isum, p), sc) in isum.iter_mut().zip(p).zip(sc) {
+        for (isum, &p) in isum.iter_mut().zip(p) {
+            // SAFETY: forwarded caller guarantees.
+            *isum = unsafe { _mm256_add_epi32(*isum, _mm256_madd_epi16(p, sc)) };
         }
     }
 }
