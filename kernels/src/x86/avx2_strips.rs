@@ -490,6 +490,20 @@ impl Fmt for Q8_0 {
     }
 }
 
+/// One block's float step of the Q4_0 / Q8_0 column kernels: `acc += i * (dw * yd)`, the
+/// block's integer dots `i` of 8 rows (scales `dw`) against one column (scale `yd`).
+///
+/// # Safety
+/// AVX + FMA.
+#[inline(always)]
+unsafe fn add_block(acc: &mut __m256, i: __m256i, dw: __m256, yd: f32) {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        let sc = _mm256_mul_ps(dw, _mm256_set1_ps(yd));
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, *acc);
+    }
+}
+
 /// The AVX2 column kernel of format `F` (with the VNNI kind `VNNI`).
 pub(crate) struct Blocks<F, const VNNI: u8>(std::marker::PhantomData<F>);
 
@@ -534,8 +548,7 @@ impl<F: Fmt, const VNNI: u8> StripKernel for Blocks<F, VNNI> {
                     for (h, (acc, isum)) in acc.iter_mut().zip(&isum).enumerate() {
                         let dw = f16x8(w.d[k].0.as_ptr().add(HALF * h));
                         for (c, (acc, &i)) in acc.iter_mut().zip(isum).enumerate() {
-                            let sc = _mm256_mul_ps(dw, _mm256_set1_ps(m[c * nb + k].d));
-                            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, *acc);
+                            add_block(acc, i, dw, m[c * nb + k].d);
                         }
                     }
                 }
@@ -565,8 +578,7 @@ impl<F: Fmt, const VNNI: u8> StripKernel for Blocks<F, VNNI> {
                         let dw = f16x8(w.d[k].0.as_ptr().add(HALF * h));
                         let is = F::idots::<RN, SPLIT, VNNI>(q, h, qs, seed);
                         for (c, &i) in is.iter().enumerate() {
-                            let sc = _mm256_mul_ps(dw, _mm256_set1_ps(m[c * nb + k].d));
-                            acc[j][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, acc[j][c]);
+                            add_block(&mut acc[j][c], i, dw, m[c * nb + k].d);
                         }
                     }
                 }
@@ -1167,7 +1179,7 @@ unsafe fn k4_sub<
 }
 
 /// Sub-block `S` of super-block `k` in the [`Q4K`] column kernel without VNNI, both halves at
-/// once ([`both_halves`]), the integers of [`k4_sub`]; Q4_K only (for Q5_K it measured slower).
+/// once ([`both_halves`]), the integers of [`k4_sub`]; Q4_K only (Q5_K measured no faster).
 ///
 /// # Safety
 /// As [`k4_sub`], without VNNI.
