@@ -305,7 +305,7 @@ const BOTH_COLS: usize = COLS;
 /// Decoded weight words per super-block: word `t` holds values `4 t .. 4 t + 4` of each row as
 /// unsigned bytes; the rows' scale operands ([`scale_operand`]) follow, one word per sub-block
 /// or group.
-const WORDS: usize = 64;
+pub(crate) const WORDS: usize = 64;
 
 /// Stores half `h` of `RN` columns' 8-row results at `out[(c0 + c) * ldo + r0 + 8 h ..]`.
 ///
