@@ -197,6 +197,8 @@ type GemmFn<W, A> = unsafe fn(&[W], &[A], usize, &mut [f32], usize);
 type DequantFn<B> = unsafe fn(&[B], &mut [f32]);
 type GemmNnFn<B> = unsafe fn(&[f32], &[B], &mut [f32], MatShape);
 type StripGemmFn = unsafe fn(&[Lanes], &[Scales16], &[BlockQ8_0], usize, &mut [f32], usize);
+type ExpSumFn = unsafe fn(&mut [f32], f32) -> f32;
+type SiluMulFn = unsafe fn(&mut [f32], &[f32]);
 
 kernel_table! {
     quantize_row_q8_0: QuantFn<BlockQ8_0>,
@@ -228,6 +230,8 @@ kernel_table! {
     gemm_q4_kx16_q8_k: GemmFn<BlockQ4_Kx16, BlockQ8_K>,
     gemm_q5_kx16_q8_k: GemmFn<BlockQ5_Kx16, BlockQ8_K>,
     gemm_q6_kx16_q8_k: GemmFn<BlockQ6_Kx16, BlockQ8_K>,
+    exp_sum: ExpSumFn,
+    silu_mul: SiluMulFn,
 }
 
 impl Kernels {
@@ -642,4 +646,22 @@ impl Kernels {
         dequantize_row_q6_k, BlockQ6_K, QK_K);
     dequantizer!(/// f16 -> f32 (exact).
         dequantize_row_f16, f16, 1);
+
+    /// `x[i] = e^(x[i] - shift)` for every element (softmax's exponentials); returns their sum.
+    /// e^x is [`scalar::exp_f32`] (a polynomial, clamped to [-87, 88]) in every kernel set, and
+    /// every set returns the same bits.
+    pub fn exp_sum(&self, x: &mut [f32], shift: f32) -> f32 {
+        // SAFETY: owning `self` proves the CPU has `self.isa`'s features; any length is valid.
+        unsafe { (self.exp_sum)(x, shift) }
+    }
+
+    /// SwiGLU's gate: `g[i] = g[i] / (1 + e^-g[i]) * u[i]` with [`scalar::exp_f32`], the same
+    /// bits in every kernel set.
+    ///
+    /// Panics unless `g.len() == u.len()`.
+    pub fn silu_mul(&self, g: &mut [f32], u: &[f32]) {
+        assert_eq!(g.len(), u.len(), "silu_mul: length mismatch");
+        // SAFETY: owning `self` proves the CPU has `self.isa`'s features; lengths checked.
+        unsafe { (self.silu_mul)(g, u) }
+    }
 }

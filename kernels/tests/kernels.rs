@@ -951,3 +951,92 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// e^x for softmax and SwiGLU: one portable body in every set (bit-equal), accurate against f64.
+
+/// Floats for the exponential kernels: the working range, beyond both clamps, and specials.
+fn exp_input() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        8 => -90.0f32..90.0,
+        2 => -1.0f32..1.0,
+        1 => -1e30f32..1e30,
+        1 => prop_oneof![
+            Just(0.0f32), Just(-0.0), Just(f32::INFINITY), Just(f32::NEG_INFINITY),
+            Just(f32::NAN), Just(-87.0), Just(88.0), Just(f32::from_bits(1)),
+        ],
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// `exp_sum` and `silu_mul` of every Isa equal the scalar twin bit for bit, values and sum.
+    #[test]
+    fn exp_kernels_every_isa_bit_equal_to_scalar(
+        x in prop::collection::vec(exp_input(), 0..80),
+        u in prop::collection::vec(-4.0f32..4.0, 80),
+        shift in prop_oneof![Just(0.0f32), -10.0f32..10.0],
+    ) {
+        let s = Kernels::scalar();
+        let (mut want, mut want_g) = (x.clone(), x.clone());
+        let want_sum = s.exp_sum(&mut want, shift);
+        s.silu_mul(&mut want_g, &u[..x.len()]);
+        for k in all_kernels() {
+            let (mut got, mut got_g) = (x.clone(), x.clone());
+            bit_equal("exp_sum (sum)", k.isa(), k.exp_sum(&mut got, shift), want_sum)?;
+            k.silu_mul(&mut got_g, &u[..x.len()]);
+            for i in 0..x.len() {
+                bit_equal("exp_sum", k.isa(), got[i], want[i])?;
+                bit_equal("silu_mul", k.isa(), got_g[i], want_g[i])?;
+            }
+        }
+    }
+
+    /// The scalar e^x is within 2 units of the last place of f64's on [-87, 88] (relative
+    /// 2 * 2^-23), and the exponentials' sum within the rounding of its additions.
+    #[test]
+    fn scalar_exp_is_accurate(x in prop::collection::vec(-87.0f32..88.0, 1..60)) {
+        let mut e = x.clone();
+        let sum = Kernels::scalar().exp_sum(&mut e, 0.0);
+        let mut exact = 0f64;
+        for (&v, &got) in x.iter().zip(&e) {
+            let want = f64::from(v).exp();
+            exact += want;
+            prop_assert!(
+                (f64::from(got) - want).abs() <= 2.0 * 2.0 * EPS * want,
+                "e^{v}: got {got}, f64 {want}"
+            );
+        }
+        // (A sum past f32's range is infinite, as f32 additions make it.)
+        let bound = (x.len() as f64 + 2.0) * 2.0 * EPS * exact;
+        prop_assert!(
+            (f64::from(sum) - exact).abs() <= bound || (exact > 3e38 && sum == f32::INFINITY),
+            "sum {sum} vs {exact}"
+        );
+    }
+}
+
+/// The clamps and the exact points of the scalar e^x, and SwiGLU's gate at the extremes.
+#[test]
+fn scalar_exp_clamps_and_fixed_points() {
+    let s = Kernels::scalar();
+    let e = |v: f32| {
+        let mut x = [v];
+        s.exp_sum(&mut x, 0.0);
+        x[0]
+    };
+    assert_eq!(e(0.0), 1.0);
+    assert_eq!(e(-1000.0), e(-87.0));
+    assert_eq!(e(f32::NEG_INFINITY), e(-87.0));
+    assert_eq!(e(1000.0), e(88.0));
+    assert!(e(-87.0) > 0.0 && e(-87.0) < 2e-38, "{}", e(-87.0));
+    assert!(e(88.0).is_finite() && e(88.0) > 1.6e38, "{}", e(88.0));
+    let mut g = [0.0f32, 200.0, -200.0, 1.0];
+    s.silu_mul(&mut g, &[1.0; 4]);
+    assert_eq!(g[0], 0.0);
+    assert_eq!(g[1], 200.0);
+    assert!(g[2] <= 0.0 && g[2] > -1e-35, "{}", g[2]);
+    let want = 1.0 / (1.0 + (-1.0f64).exp());
+    assert!((f64::from(g[3]) - want).abs() < 1e-7, "{} vs {want}", g[3]);
+}

@@ -267,7 +267,7 @@ pub fn forward_batch(
                     for (t, row) in sc.chunks_mut(ctx).take(m).enumerate() {
                         let (seen, future) = row[..positions].split_at_mut(pos + t0 + t + 1);
                         seen.iter_mut().for_each(|v| *v *= scale);
-                        softmax(seen);
+                        softmax(k, seen);
                         future.fill(0.0);
                     }
                     let o = &mut o[(first + t0) * hd..];
@@ -314,7 +314,7 @@ pub fn forward_batch(
             matmul(k, file, &lw.w_gate, xb, gate, mm)?;
             matmul(k, file, &lw.w_up, xb, up, mm)?;
         }
-        swiglu(gate, up);
+        swiglu(k, gate, up);
         // x[n][dim] += gate Wdown^T
         matmul(k, file, &lw.w_down, gate, xb, mm)?;
         add(x, xb);

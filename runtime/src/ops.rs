@@ -4,6 +4,7 @@
 //! large inputs across the rayon threads: every value is computed exactly as on one thread, so
 //! the results do not depend on the thread count.
 
+use cinder_kernels::Kernels;
 use rayon::prelude::*;
 
 /// Values per rayon task of the element-wise operations; smaller inputs stay on the calling
@@ -123,28 +124,19 @@ impl RopeTable {
     }
 }
 
-/// In-place softmax.
-pub fn softmax(x: &mut [f32]) {
+/// In-place softmax; the exponentials are the kernels' ([`Kernels::exp_sum`]).
+pub fn softmax(k: &Kernels, x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / k.exp_sum(x, max);
     for v in x.iter_mut() {
         *v *= inv;
     }
 }
 
-/// SwiGLU: `gate = silu(gate) * up`, with `silu(g) = g / (1 + e^-g)`.
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+/// SwiGLU: `gate = silu(gate) * up`, with `silu(g) = g / (1 + e^-g)` ([`Kernels::silu_mul`]).
+pub fn swiglu(k: &Kernels, gate: &mut [f32], up: &[f32]) {
     assert_eq!(gate.len(), up.len(), "swiglu: length mismatch");
-    zip_chunks(gate, up, |gate, up| {
-        for (g, &u) in gate.iter_mut().zip(up) {
-            *g = *g / (1.0 + (-*g).exp()) * u;
-        }
-    })
+    zip_chunks(gate, up, |gate, up| k.silu_mul(gate, up))
 }
 
 /// Residual connection: `x += y`.
@@ -177,7 +169,7 @@ mod tests {
     #[test]
     fn softmax_sums_to_one_and_keeps_order() {
         let mut x = vec![1.0, 3.0, 2.0, -100.0];
-        softmax(&mut x);
+        softmax(&Kernels::detect(), &mut x);
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(x[1] > x[2] && x[2] > x[0] && x[0] > x[3]);
     }
@@ -193,13 +185,14 @@ mod tests {
                 .map(|i| ((i * 53 % 89) as f32 - 44.0) / 5.0)
                 .collect();
             let (mut g, mut a) = (x.clone(), x.clone());
-            swiglu(&mut g, &y);
+            swiglu(&Kernels::detect(), &mut g, &y);
             add(&mut a, &y);
             for i in 0..n {
-                assert_eq!(
-                    g[i],
-                    x[i] / (1.0 + (-x[i]).exp()) * y[i],
-                    "swiglu {n} at {i}"
+                let want = f64::from(x[i]) / (1.0 + (-f64::from(x[i])).exp()) * f64::from(y[i]);
+                assert!(
+                    (f64::from(g[i]) - want).abs() <= 1e-6 * want.abs() + 1e-30,
+                    "swiglu {n} at {i}: {} vs {want}",
+                    g[i]
                 );
                 assert_eq!(a[i], x[i] + y[i], "add {n} at {i}");
             }

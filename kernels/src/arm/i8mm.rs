@@ -5,12 +5,12 @@
 use cinder_quant::block::BlockQ8_0;
 
 pub(crate) use super::dotprod::{
-    dequantize_row_f16, dequantize_row_q4_0, dequantize_row_q6_k, dequantize_row_q8_0,
+    dequantize_row_f16, dequantize_row_q4_0, dequantize_row_q6_k, dequantize_row_q8_0, exp_sum,
     gemm_f32_f16, gemm_f32_f32, gemm_q4_0_q8_0, gemm_q4_k_q8_k, gemm_q4_kx16_q8_k,
     gemm_q5_kx16_q8_k, gemm_q6_kx16_q8_k, gemm_q8_0_q8_0, quantize_row_q8_0, quantize_row_q8_1,
-    quantize_row_q8_k, vec_dot_f16_f32, vec_dot_f32_f32, vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k,
-    vec_dot_q4_0_q8_0, vec_dot_q4_1_q8_1, vec_dot_q4_k_q8_k, vec_dot_q5_0_q8_0, vec_dot_q5_1_q8_1,
-    vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k, vec_dot_q8_0_q8_0,
+    quantize_row_q8_k, silu_mul, vec_dot_f16_f32, vec_dot_f32_f32, vec_dot_q2_k_q8_k,
+    vec_dot_q3_k_q8_k, vec_dot_q4_0_q8_0, vec_dot_q4_1_q8_1, vec_dot_q4_k_q8_k, vec_dot_q5_0_q8_0,
+    vec_dot_q5_1_q8_1, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k, vec_dot_q8_0_q8_0,
 };
 
 kernels! { "neon,dotprod,i8mm";

@@ -32,6 +32,25 @@ macro_rules! kernels {
     )*};
 }
 
+/// [`crate::scalar::exp_sum`] as a kernel body: portable code, which LLVM compiles for the
+/// kernel's features.
+///
+/// # Safety
+/// None beyond the kernel's (the body is safe code).
+#[inline(always)]
+unsafe fn exp_sum_body(x: &mut [f32], shift: f32) -> f32 {
+    crate::scalar::exp_sum(x, shift)
+}
+
+/// [`crate::scalar::silu_mul`] as a kernel body (see [`exp_sum_body`]).
+///
+/// # Safety
+/// None beyond the kernel's (the body is safe code).
+#[inline(always)]
+unsafe fn silu_mul_body(g: &mut [f32], u: &[f32]) {
+    crate::scalar::silu_mul(g, u)
+}
+
 pub(crate) mod dotprod;
 pub(crate) mod i8mm;
 pub(crate) mod neon;

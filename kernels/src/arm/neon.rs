@@ -47,6 +47,8 @@ kernels! { "neon";
     gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<super::strips::Q4K<crate::repack::BlockQ4_Kx16, { super::strips::NEON }>>;
     gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<super::strips::Q4K<crate::repack::BlockQ5_Kx16, { super::strips::NEON }>>;
     gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<super::strips::Q6K<{ super::strips::NEON }>>;
+    exp_sum(x: &mut [f32], shift: f32) -> f32 = super::exp_sum_body;
+    silu_mul(g: &mut [f32], u: &[f32]) = super::silu_mul_body;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ macro_rules! avx2_flavour {
                 unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<crate::x86::avx2_strips::Q4K<crate::repack::BlockQ4_Kx16, { $vnni }>>;
                 unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<crate::x86::avx2_strips::Q4K<crate::repack::BlockQ5_Kx16, { $vnni }>>;
                 unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = crate::strips::drive::<crate::x86::avx2_strips::Q6K<{ $vnni }>>;
+                safe exp_sum(x: &mut [f32], shift: f32) -> f32 = crate::scalar::exp_sum;
+                safe silu_mul(g: &mut [f32], u: &[f32]) = crate::scalar::silu_mul;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = super::vec_dot_q5_0_q8_0_body::<{ $vnni }>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = super::vec_dot_q4_1_q8_1_body::<{ $vnni }>;
                 unsafe vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 = super::vec_dot_q5_1_q8_1_body::<{ $vnni }>;

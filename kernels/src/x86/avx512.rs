@@ -47,6 +47,8 @@ macro_rules! avx512_flavour {
                 unsafe gemm_q4_kx16_q8_k(w: &[crate::repack::BlockQ4_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip<crate::repack::BlockQ4_Kx16>, VNNI>;
                 unsafe gemm_q5_kx16_q8_k(w: &[crate::repack::BlockQ5_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q4KStrip<crate::repack::BlockQ5_Kx16>, VNNI>;
                 unsafe gemm_q6_kx16_q8_k(w: &[crate::repack::BlockQ6_Kx16], a: &[BlockQ8_K], nb: usize, out: &mut [f32], ldo: usize) = super::strips_k::<super::Q6KStrip, VNNI>;
+                safe exp_sum(x: &mut [f32], shift: f32) -> f32 = crate::scalar::exp_sum;
+                safe silu_mul(g: &mut [f32], u: &[f32]) = crate::scalar::silu_mul;
                 unsafe gemm_f32_f32(a: &[f32], b: &[f32], c: &mut [f32], s: crate::MatShape) = super::gemm_nn_body::<f32>;
                 unsafe vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 = avx2::vec_dot_q5_0_q8_0_body::<{ $kind }>;
                 unsafe vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 = avx2::vec_dot_q4_1_q8_1_body::<{ $kind }>;
