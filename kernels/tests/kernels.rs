@@ -1030,6 +1030,7 @@ fn scalar_exp_clamps_and_fixed_points() {
     assert_eq!(e(-1000.0), e(-87.0));
     assert_eq!(e(f32::NEG_INFINITY), e(-87.0));
     assert_eq!(e(1000.0), e(88.0));
+    assert!(e(f32::NAN).is_nan());
     assert!(e(-87.0) > 0.0 && e(-87.0) < 2e-38, "{}", e(-87.0));
     assert!(e(88.0).is_finite() && e(88.0) > 1.6e38, "{}", e(88.0));
     let mut g = [0.0f32, 200.0, -200.0, 1.0];
