@@ -925,7 +925,7 @@ impl Strip for Q4_0Strip {
             let m = _mm512_set1_epi8(0x0F);
             let mut w = [_mm512_setzero_si512(); 8];
             for (g, q) in q.iter().enumerate().take(4) {
-                let raw = _mm512_load_si512(q.0.as_ptr().cast());
+                let raw = load_lanes(q);
                 w[g] = _mm512_and_si512(raw, m);
                 w[4 + g] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m);
             }
@@ -951,7 +951,7 @@ impl Strip for Q8_0Strip {
         unsafe {
             let mut w = [_mm512_setzero_si512(); 8];
             for (w, q) in w.iter_mut().zip(q) {
-                *w = _mm512_load_si512(q.0.as_ptr().cast());
+                *w = load_lanes(q);
             }
             (w, _mm512_cvtph_ps(_mm256_load_si256(d.0.as_ptr().cast())))
         }
@@ -1468,18 +1468,18 @@ unsafe fn load_lanes(l: &Lanes) -> __m512i {
     unsafe { _mm512_load_si512(l.0.as_ptr().cast()) }
 }
 
-/// Decoded words per super-block of a Q4_K or Q5_K strip ([`avx2_strips::Q4K`]'s decoding,
-/// with the EVEX scale operands: i32 lanes).
-const K4_DECODED: usize = avx2_strips::WORDS + 8;
+/// Decoded words per super-block of a Q4_K or Q5_K strip: [`avx2_strips::Q4K`]'s decoding (with
+/// the EVEX scale operands: i32 lanes), whose layout does not depend on the block type.
+const K4_DECODED: usize = <avx2_strips::Q4K<repack::BlockQ4_Kx16, EVEX> as StripKernel>::DECODED;
 
 /// Decoded words per super-block of a Q6_K strip ([`avx2_strips::Q6K`]'s decoding).
-const Q6_DECODED: usize = avx2_strips::WORDS + 16;
+const Q6_DECODED: usize = <avx2_strips::Q6K<EVEX> as StripKernel>::DECODED;
 
 /// Columns from which a k-quant strip is decoded once per gemm call: one full column call
 /// rebuilds each value word once anyway, so decoding pays from the second call on. Then the
 /// inner loops are the `vpdpbusd` and the scale's `vpmulld` alone; in `kernels/examples/icount`
 /// (one strip, k = 2048, 64 columns) that made Q4_K 12%, Q5_K 20% and Q6_K 19% faster on an
-/// Intel Xeon (Sapphire Rapids).
+/// Intel Xeon (family 6 model 207, AVX-512 VNNI).
 const DECODE_FROM: usize = STRIP_COLS + 1;
 
 // ---------------------------------------------------------------------------------------------
