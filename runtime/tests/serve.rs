@@ -606,7 +606,9 @@ fn steps_of(lp: &Value) -> Steps {
         .collect()
 }
 
-/// A greedy completion of `prompt` with its steps (see [`Steps`]), streamed or whole.
+/// A greedy completion of `prompt` with its steps (see [`Steps`]), streamed or whole. The
+/// reply's text (a streamed reply's chunks joined) must be its tokens joined, so comparing
+/// steps compares the texts too.
 fn greedy_steps(s: &Server, prompt: &str, max_tokens: u64, stream: bool) -> Steps {
     let r = s.post(
         "/v1/completions",
@@ -614,23 +616,28 @@ fn greedy_steps(s: &Server, prompt: &str, max_tokens: u64, stream: bool) -> Step
                 "logprobs": 2, "stream": stream}),
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    if !stream {
-        return steps_of(&r.json()["choices"][0]["logprobs"]);
-    }
-    let data = r.sse_data();
-    assert_eq!(data.last().unwrap(), "[DONE]");
-    data[..data.len() - 1]
-        .iter()
-        .flat_map(|d| {
-            let c: Value = serde_json::from_str(d).unwrap();
-            let lp = &c["choices"][0]["logprobs"];
-            if lp.is_null() {
-                Vec::new()
-            } else {
-                steps_of(lp)
-            }
-        })
-        .collect()
+    let (text, steps): (String, Steps) = if stream {
+        let data = r.sse_data();
+        assert_eq!(data.last().unwrap(), "[DONE]");
+        let chunks: Vec<Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let text = chunks.iter().map(text_of).collect();
+        let steps = chunks
+            .iter()
+            .map(|c| &c["choices"][0]["logprobs"])
+            .filter(|lp| !lp.is_null())
+            .flat_map(steps_of)
+            .collect();
+        (text, steps)
+    } else {
+        let v = r.json();
+        (text_of(&v), steps_of(&v["choices"][0]["logprobs"]))
+    };
+    let joined: String = steps.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(text, joined, "{prompt:?}: text against its tokens");
+    steps
 }
 
 /// How close the two likeliest tokens' log-probabilities must be for a step to count as a tie.
